@@ -1,0 +1,235 @@
+"""The daemon's entry point: arguments, logging, configuration, actor order.
+
+:func:`main` is what ``gocd-mesosd`` (and ``bin/gocd-mesosd``) runs: it parses
+the command line, loads the configuration (exit 2 on any problem), sets up
+logging, and hands the actors to :func:`run`. :func:`run` starts the actors in
+order, confirms each with a ping, blocks until SIGTERM/SIGINT or a crashed
+actor, then stops them in reverse. Exit status: 0 after an orderly stop, 1 on
+a runtime failure, 2 on a configuration or usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from actors import __version__, config
+from actors.base import Ping
+from actors.clock import Clock, RealClock
+from actors.exceptions import ConfigError, GocdMesosError
+
+__all__ = ["ActorSpec", "Runtime", "build_actors", "main", "run"]
+
+logger = logging.getLogger(__name__)
+
+#: Libraries whose INFO chatter operators do not need.
+NOISY_LOGGERS = ("urllib3", "requests", "pykka", "kazoo", "pymesos")
+
+
+@dataclass(frozen=True)
+class ActorSpec:
+    """How to start one actor of the daemon."""
+
+    #: Name used in log lines.
+    name: str
+    #: Starts the actor (``SomeActor.start(...)``) and returns its ref.
+    start: Callable[[], pykka.ActorRef[Any]]
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What the actors of one daemon run share."""
+
+    #: The validated configuration.
+    settings: config.Settings
+    #: The clock every timer goes through.
+    clock: Clock
+    #: Decide and log, but never launch, kill or change an agent.
+    dry_run: bool
+    #: Called with a reason when an actor dies; stops the daemon.
+    stop_hook: Callable[[str], None]
+
+
+def build_actors(runtime: Runtime) -> list[ActorSpec]:
+    """The daemon's actors in start order (AgentRegistry, Judge, Bridge, Poller)."""
+    # The role actors join this list as their issues land (see README).
+    del runtime
+    return []
+
+
+def run(
+    specs: Sequence[ActorSpec],
+    stop_event: threading.Event,
+    *,
+    failure: list[str] | None = None,
+    start_timeout: float = 10.0,
+    stop_timeout: float = 10.0,
+) -> int:
+    """Start ``specs`` in order, wait for ``stop_event``, stop them in reverse.
+
+    ``failure`` collects the reasons given by actors that died (filled by the
+    stop hook); any entry makes the exit status 1.
+    """
+    failure = [] if failure is None else failure
+    started: list[tuple[str, pykka.ActorRef[Any]]] = []
+    status = 0
+    try:
+        for spec in specs:
+            logger.debug("Starting %s", spec.name)
+            ref = spec.start()
+            started.append((spec.name, ref))
+            ref.ask(Ping(), timeout=start_timeout)
+            logger.debug("%s is up", spec.name)
+        logger.info("gocd-mesos %s running with %d actors", __version__, len(started))
+        while not stop_event.wait(1.0):
+            pass
+    except GocdMesosError as e:
+        logger.error("%s", e)
+        status = 1
+    except pykka.Timeout:
+        logger.error("%s did not answer within %gs of starting", started[-1][0], start_timeout)
+        status = 1
+    except pykka.ActorDeadError:
+        logger.error("%s died while starting", started[-1][0] if started else "an actor")
+        status = 1
+    finally:
+        for name, ref in reversed(started):
+            try:
+                ref.stop(timeout=stop_timeout)
+            except pykka.Timeout:
+                logger.error("%s did not stop within %gs", name, stop_timeout)
+            except pykka.ActorDeadError:
+                pass
+        for survivor in pykka.ActorRegistry.get_all():
+            logger.error("%s still running after shutdown; stopping it", survivor)
+            survivor.stop(block=False)
+    if failure:
+        logger.error("Stopped because %s", "; ".join(failure))
+        status = 1
+    return status
+
+
+# --- logging ----------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, thread, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "thread": record.threadName,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False)
+
+
+def setup_logging(level: str, fmt: str, stream: Any = None) -> None:
+    """Log to stderr (journald picks it up) at ``level`` in ``fmt``."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s [%(threadName)s] %(message)s")
+        )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    quiet = max(logging.WARNING, root.level)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)
+    if hasattr(signal, "SIGUSR1"):
+        # `kill -USR1 <pid>` dumps every thread's stack to stderr.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
+# --- command line -------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="gocd-mesosd",
+        description="Autoscale GoCD build agents on Apache Mesos from the GoCD job backlog.",
+    )
+    parser.add_argument("config", nargs="?", help="path of the INI configuration (see etc/gocd-mesos.ini)")
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the configuration, print it with secrets masked, and exit",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="decide and log, but never launch, kill or change an agent",
+    )
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="override [logging] level",
+    )
+    parser.add_argument("--log-format", choices=("text", "json"), help="override [logging] format")
+    parser.add_argument("--version", action="version", version=f"gocd-mesos {__version__}")
+    args = parser.parse_args(argv)
+    if not args.config:
+        parser.error("the configuration file is required")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``gocd-mesosd``; returns the exit status."""
+    args = parse_args(argv)
+    try:
+        settings = config.load(args.config)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        print(f"gocd-mesosd: {len(e.problems)} configuration problem(s); nothing started", file=sys.stderr)
+        return 2
+    if args.check_config:
+        sys.stdout.write(config.render(settings))
+        print(f"# {args.config}: configuration OK", file=sys.stderr)
+        return 0
+
+    setup_logging(args.log_level or settings.logging.level, args.log_format or settings.logging.format)
+    stop_event = threading.Event()
+    failure: list[str] = []
+
+    def stop_hook(reason: str) -> None:
+        failure.append(reason)
+        stop_event.set()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        logger.info("Got %s; stopping (Mesos keeps the agents running)", signal.Signals(signum).name)
+        stop_event.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    runtime = Runtime(settings=settings, clock=RealClock(), dry_run=args.dry_run, stop_hook=stop_hook)
+    if args.dry_run:
+        logger.info("Dry run: decisions are logged, nothing is launched, killed or changed")
+    try:
+        specs = build_actors(runtime)
+    except GocdMesosError as e:
+        logger.error("%s", e)
+        return 1
+    return run(specs, stop_event, failure=failure)

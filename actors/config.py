@@ -1,0 +1,804 @@
+"""Load and validate the INI configuration into read-only Settings.
+
+The file is read with configobj and checked against ``config.spec`` (shipped
+beside this module). Every problem in one file is reported at once, each as
+``<file>: [section] key: problem``, in one :class:`~actors.exceptions.ConfigError`;
+unknown keys are rejected with a did-you-mean. What comes out is a tree of
+frozen dataclasses: actors never see a ConfigObj.
+
+Secrets (GoCD password and token, the agents' auto-register key, the Mesos
+framework secret) come from the file itself, from a ``*_file`` next to it, or
+from an environment variable; never from the command line. They are held in
+:class:`Secret`, whose ``repr`` and ``str`` never show the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import getpass
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit
+
+import configobj
+import validate
+
+from actors.exceptions import ConfigError
+
+__all__ = [
+    "AgentSettings",
+    "Constraint",
+    "GoCDSettings",
+    "HttpSettings",
+    "JudgeSettings",
+    "LoggingSettings",
+    "MesosSettings",
+    "Profile",
+    "Secret",
+    "Settings",
+    "StateSettings",
+    "Volume",
+    "load",
+    "parse_duration",
+    "parse_memsize",
+    "render",
+]
+
+#: Environment variables that may hold secrets when the file names none.
+SECRET_ENV = {
+    ("gocd", "password"): "GOCD_MESOS_GOCD_PASSWORD",
+    ("gocd", "token"): "GOCD_MESOS_GOCD_TOKEN",
+    ("agents", "auto_register_key"): "GOCD_MESOS_AUTO_REGISTER_KEY",
+    ("mesos", "secret"): "GOCD_MESOS_MESOS_SECRET",
+}
+
+
+class Secret:
+    """A secret string that never shows itself in a repr, str or log line."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself: only for the wire."""
+        return self._value
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __repr__(self) -> str:
+        return "Secret('****')" if self._value else "Secret('')"
+
+    __str__ = __repr__
+
+
+# --- typed settings ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GoCDSettings:
+    """How to reach and read the GoCD server."""
+
+    #: Base URL of the server, ending in ``/go`` (no trailing slash).
+    url: str
+    #: User for basic auth; empty for none.
+    username: str = ""
+    #: Password for basic auth.
+    password: Secret = field(default_factory=lambda: Secret(""))
+    #: Bearer personal access token (GoCD >= 19.2); exclusive with basic auth.
+    token: Secret = field(default_factory=lambda: Secret(""))
+    #: Verify the server's TLS certificate.
+    verify_tls: bool = True
+    #: PEM file of CA certificates to trust instead of the system's; empty for none.
+    ca_bundle: str = ""
+    #: Seconds before one HTTP request is abandoned.
+    timeout: float = 10.0
+    #: Seconds between two polls of the backlog and the agents.
+    poll_interval: float = 10.0
+    #: Upper bound, in seconds, of the poll interval while GoCD is failing.
+    max_backoff: float = 300.0
+
+
+@dataclass(frozen=True)
+class MesosSettings:
+    """How to register the framework with the Mesos master."""
+
+    #: Masters to try in order (``http(s)://host:port``), or one ``zk://`` URL.
+    masters: tuple[str, ...]
+    #: Framework name shown in the Mesos UI.
+    framework_name: str = "gocd-mesos"
+    #: Mesos role the framework subscribes with.
+    role: str = "*"
+    #: Unix user tasks run as; defaults to the user running the daemon.
+    user: str = ""
+    #: Principal for framework authentication; empty for none.
+    principal: str = ""
+    #: Secret for framework authentication (HTTP basic with the principal).
+    secret: Secret = field(default_factory=lambda: Secret(""))
+    #: Seconds Mesos keeps our tasks alive while the daemon is away.
+    failover_timeout: float = 7 * 86400.0
+    #: Ask agents to checkpoint our tasks so they survive an agent restart.
+    checkpoint: bool = True
+    #: Which scheduler driver to use: ``builtin`` or ``pymesos``.
+    driver: str = "builtin"
+    #: Seconds an offer we decline is not offered to us again.
+    refuse_seconds: float = 30.0
+    #: Verify the master's TLS certificate (https masters).
+    verify_tls: bool = True
+    #: PEM file of CA certificates for https masters; empty for the system's.
+    ca_bundle: str = ""
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """What every launched GoCD agent is told."""
+
+    #: The GoCD URL agents connect to, ending in ``/go``.
+    go_server_url: str
+    #: The server's agent auto-register key; agents that send it register Enabled.
+    auto_register_key: Secret
+    #: Prefix of every agent hostname (and Mesos task id) we create.
+    hostname_prefix: str = "gocd-mesos-"
+    #: Seconds a launched task may take to show up as a GoCD agent.
+    register_timeout: float = 300.0
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """One Mesos attribute rule: ``attribute:OPERATOR:value``."""
+
+    #: Agent attribute name, e.g. ``os`` or ``rack``.
+    attribute: str
+    #: ``IS`` (equals), ``LIKE`` (regex full match) or ``UNLIKE`` (no match).
+    operator: str
+    #: Value or regular expression the attribute is compared with.
+    value: str
+
+    def __str__(self) -> str:
+        return f"{self.attribute}:{self.operator}:{self.value}"
+
+
+@dataclass(frozen=True)
+class Volume:
+    """A host path mounted into the agent container."""
+
+    #: Absolute path on the Mesos agent host.
+    host_path: str
+    #: Absolute path inside the container.
+    container_path: str
+    #: ``RW`` or ``RO``.
+    mode: str = "RW"
+
+    def __str__(self) -> str:
+        return f"{self.host_path}:{self.container_path}:{self.mode.lower()}"
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One kind of GoCD agent we can launch, and how many of them."""
+
+    #: Name of the profile (the INI subsection), used in labels and logs.
+    name: str
+    #: Docker image of the agent, e.g. ``gocd/gocd-agent-ubuntu-24.04:v25.1.0``.
+    image: str
+    #: CPUs per agent task.
+    cpus: float = 1.0
+    #: Memory per agent task, in MB.
+    mem: float = 2048.0
+    #: Disk per agent task, in MB (0 asks for none).
+    disk: float = 0.0
+    #: GoCD resources the agent advertises.
+    resources: tuple[str, ...] = ()
+    #: GoCD environments the agent joins.
+    environments: tuple[str, ...] = ()
+    #: Agents kept even when idle.
+    min: int = 0
+    #: Agents never exceeded.
+    max: int = 10
+    #: Seconds an agent may stay idle before it is drained.
+    idle_timeout: float = 300.0
+    #: Jobs after which an agent is retired: 0 reuses it forever, 1 is a fresh agent per job.
+    max_jobs: int = 0
+    #: Mesos attribute rules an offer must satisfy.
+    constraints: tuple[Constraint, ...] = ()
+    #: ``docker`` (Docker containerizer) or ``mesos`` (Mesos containerizer, Docker image).
+    containerizer: str = "docker"
+    #: Pull the image even when the agent host has it.
+    force_pull: bool = False
+    #: Container network: ``host``, ``bridge``, ``none`` or ``user``.
+    network: str = "host"
+    #: Host paths mounted into the container.
+    volumes: tuple[Volume, ...] = ()
+    #: Extra environment variables of the agent, as sorted (name, value) pairs.
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class JudgeSettings:
+    """How the backlog judge scales."""
+
+    #: Launches asked for in one decision, over all profiles.
+    max_launch_per_cycle: int = 100
+    #: Whether idle agents are drained at all.
+    scale_down: bool = True
+    #: Seconds after which GoCD data is too old to scale down on.
+    stale_after: float = 60.0
+    #: Seconds of the first pause after a profile's launch fails.
+    backoff_initial: float = 30.0
+    #: Upper bound, in seconds, of that pause after repeated failures.
+    backoff_max: float = 600.0
+
+
+@dataclass(frozen=True)
+class StateSettings:
+    """Where persisted state lives."""
+
+    #: Directory of the state files (framework id, fleet).
+    dir: str = "/var/lib/gocd-mesos"
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    """The status API, page and metrics endpoint."""
+
+    #: Host the status server binds to.
+    host: str = "127.0.0.1"
+    #: Port the status server binds to (0 picks a free one).
+    port: int = 9404
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    """Log level and format."""
+
+    #: Level name: DEBUG, INFO, WARNING or ERROR.
+    level: str = "INFO"
+    #: ``text`` or ``json`` (one object per line).
+    format: str = "text"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The whole validated configuration."""
+
+    gocd: GoCDSettings
+    mesos: MesosSettings
+    agents: AgentSettings
+    #: Agent profiles in file order.
+    profiles: tuple[Profile, ...]
+    judge: JudgeSettings = field(default_factory=JudgeSettings)
+    state: StateSettings = field(default_factory=StateSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
+    #: Path of the file these settings came from ("" when built in code).
+    source: str = ""
+
+    def profile(self, name: str) -> Profile:
+        """The profile called ``name``; KeyError if there is none."""
+        for profile in self.profiles:
+            if profile.name == name:
+                return profile
+        raise KeyError(name)
+
+
+# --- value parsers (also used by the checks) --------------------------------
+
+_DURATION_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_MEMSIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt])?i?b?\s*$", re.IGNORECASE)
+_MEMSIZE_UNITS = {"k": 1 / 1024, "m": 1.0, "g": 1024.0, "t": 1024.0 * 1024}
+
+
+def parse_duration(value: str | float | int) -> float:
+    """Seconds in ``30s``, ``5m``, ``1h``, ``7d``, ``250ms`` or a bare number of seconds."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"{value!r} is negative")
+        return float(value)
+    match = _DURATION_RE.match(str(value))
+    if not match:
+        raise ValueError(f'"{value}" is not a duration (use e.g. 30s, 5m, 1h, 7d)')
+    return float(match.group(1)) * _DURATION_UNITS[(match.group(2) or "s").lower()]
+
+
+def parse_memsize(value: str | float | int) -> float:
+    """Megabytes in ``512M``, ``2G``, ``1T``, ``64K`` or a bare number of MB."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError(f"{value!r} is negative")
+        return float(value)
+    match = _MEMSIZE_RE.match(str(value))
+    if not match:
+        raise ValueError(f'"{value}" is not a memory size (use e.g. 512M, 2G)')
+    return float(match.group(1)) * _MEMSIZE_UNITS[(match.group(2) or "m").lower()]
+
+
+class _Invalid(validate.ValidateError):
+    """A check's own message, shown as is."""
+
+
+def _check_duration(value: Any) -> float:
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise _Invalid(str(e)) from None
+
+
+def _check_memsize(value: Any) -> float:
+    try:
+        return parse_memsize(value)
+    except ValueError as e:
+        raise _Invalid(str(e)) from None
+
+
+def _check_positive_float(value: Any) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise _Invalid(f'"{value}" is not a number') from None
+    if not number > 0:
+        raise _Invalid(f'"{value}" must be greater than 0')
+    return number
+
+
+def _check_go_url(value: Any) -> str:
+    text = str(value).strip()
+    if text == "":
+        return ""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise _Invalid(f'"{text}" is not an http(s) URL')
+    if parts.query or parts.fragment:
+        raise _Invalid(f'"{text}" must not have a query or fragment')
+    path = parts.path.rstrip("/")
+    if not path.endswith("/go"):
+        raise _Invalid(f'"{text}" must end in /go (e.g. https://gocd.example.com:8154/go)')
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def _check_mesos_master(value: Any) -> tuple[str, ...]:
+    if isinstance(value, list):
+        value = ",".join(value)
+    text = str(value).strip()
+    if text.startswith("zk://"):
+        rest = text[len("zk://") :]
+        if "/" not in rest or not rest.split("/", 1)[0] or not rest.split("/", 1)[1]:
+            raise _Invalid(f'"{text}" is not a zk:// URL (use zk://host:2181,host2:2181/mesos)')
+        return (text,)
+    masters = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        parts = urlsplit(item)
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
+            raise _Invalid(
+                f'"{item}" is not a Mesos master (use http(s)://host:port, a comma-separated list, or zk://…/mesos)'
+            )
+        masters.append(f"{parts.scheme}://{parts.netloc}")
+    if not masters:
+        raise _Invalid("no Mesos master given")
+    return tuple(masters)
+
+
+def _check_listen(value: Any) -> tuple[str, int]:
+    text = str(value).strip()
+    match = re.match(r"^(\[[0-9A-Fa-f:.]+\]|[^:\[\]]*):(\d+)$", text)
+    if not match or int(match.group(2)) > 65535:
+        raise _Invalid(f'"{text}" is not host:port (e.g. 127.0.0.1:9404)')
+    host = match.group(1).strip("[]") or "0.0.0.0"
+    return host, int(match.group(2))
+
+
+def _check_name(value: Any) -> str:
+    text = str(value).strip()
+    if not text:
+        raise _Invalid("must not be empty")
+    return text
+
+
+_ROLE_RE = re.compile(r"^(\*|[A-Za-z0-9_][A-Za-z0-9_.\-]*(/[A-Za-z0-9_][A-Za-z0-9_.\-]*)*)$")
+
+
+def _check_role(value: Any) -> str:
+    text = str(value).strip()
+    if not _ROLE_RE.match(text) or text in (".", ".."):
+        raise _Invalid(f'"{text}" is not a valid Mesos role')
+    return text
+
+
+_HOSTNAME_PREFIX_RE = re.compile(r"^[a-z0-9][a-z0-9\-]*$")
+
+
+def _check_hostname_prefix(value: Any) -> str:
+    text = str(value).strip()
+    if not _HOSTNAME_PREFIX_RE.match(text) or len(text) > 40:
+        raise _Invalid(f'"{text}" must be lower-case letters, digits and dashes, at most 40 characters')
+    return text
+
+
+CHECKS = {
+    "duration": _check_duration,
+    "memsize": _check_memsize,
+    "positive_float": _check_positive_float,
+    "go_url": _check_go_url,
+    "mesos_master": _check_mesos_master,
+    "listen": _check_listen,
+    "name": _check_name,
+    "role": _check_role,
+    "hostname_prefix": _check_hostname_prefix,
+}
+
+
+# --- loading ----------------------------------------------------------------
+
+
+def spec_lines() -> list[str]:
+    """The configspec shipped with the package, as lines."""
+    return resources.files("actors").joinpath("config.spec").read_text("utf-8").splitlines()
+
+
+def _where(path: list[str] | tuple[str, ...], key: str | None) -> str:
+    if not path:
+        return f"[{key}]" if key else "[]"
+    head = f"[{path[0]}]" + "".join(f"[{part}]" for part in path[1:])
+    return f"{head} {key}" if key else head
+
+
+def _problem_text(error: Any) -> str:
+    if error is False:
+        return "missing (required)"
+    if isinstance(error, validate.VdtValueTooSmallError):
+        return f"{error.args[0].split(' is too small')[0]} is too small".replace("the value ", "")
+    if isinstance(error, validate.VdtTypeError):
+        return str(error).replace("the value ", "").replace(" is of the wrong type.", " is of the wrong type")
+    text = str(error)
+    return text[0].lower() + text[1:] if text else "invalid"
+
+
+def _spec_keys(spec: Any, path: tuple[str, ...]) -> list[str]:
+    section = spec
+    for part in path:
+        if part in section:
+            section = section[part]
+        elif "__many__" in section:
+            section = section["__many__"]
+        else:
+            return []
+    if not isinstance(section, Mapping):
+        return []
+    return [k for k in section if k != "__many__"]
+
+
+def load(path: str, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read, validate and convert the INI file at ``path``.
+
+    Raises ConfigError listing every problem found.
+    """
+    environ = os.environ if environ is None else environ
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    return loads(lines, path, environ)
+
+
+def loads(lines: list[str], path: str = "<config>", environ: Mapping[str, str] | None = None) -> Settings:
+    """Like :func:`load`, from lines already read; ``path`` names them in errors."""
+    environ = os.environ if environ is None else environ
+    try:
+        spec = configobj.ConfigObj(spec_lines(), list_values=False, _inspec=True, encoding="utf-8")
+        cfg = configobj.ConfigObj(lines, configspec=spec, interpolation=False, encoding="utf-8")
+    except configobj.ConfigObjError as e:
+        raise ConfigError(f"{path}: {e}") from None
+
+    problems: list[str] = []
+    result = cfg.validate(validate.Validator(CHECKS), preserve_errors=True)
+    if result is not True:
+        for section_path, key, error in configobj.flatten_errors(cfg, result):
+            if key is None:
+                problems.append(f"{path}: {_where(section_path, None)}: section missing")
+            else:
+                problems.append(f"{path}: {_where(section_path, key)}: {_problem_text(error)}")
+    for section_path, name in configobj.get_extra_values(cfg):
+        known = _spec_keys(spec, tuple(section_path))
+        hint = difflib.get_close_matches(name, known, n=1)
+        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+        kind = "unknown section" if isinstance(_get(cfg, section_path).get(name), Mapping) else "unknown key"
+        problems.append(f"{path}: {_where(section_path, name)}: {kind}{suggestion}")
+
+    invalid = (
+        {tuple(section_path) for section_path, _, _ in configobj.flatten_errors(cfg, result)}
+        if result is not True
+        else set()
+    )
+    settings = _convert(cfg, path, environ, problems, invalid)
+    if problems or settings is None:
+        raise ConfigError(problems)
+    return settings
+
+
+def _get(cfg: Any, section_path: Any) -> Any:
+    for part in section_path:
+        cfg = cfg[part]
+    return cfg
+
+
+def _secret(
+    section: Mapping[str, Any],
+    sec_name: str,
+    key: str,
+    file_key: str,
+    path: str,
+    environ: Mapping[str, str],
+    problems: list[str],
+    inline: bool = True,
+) -> Secret:
+    value = section.get(key, "") if inline else ""
+    filename = section.get(file_key, "")
+    if value and filename:
+        problems.append(f"{path}: [{sec_name}] {key}: set both {key} and {file_key}; keep one")
+        return Secret("")
+    if filename:
+        if not os.path.isabs(filename):
+            filename = os.path.join(os.path.dirname(os.path.abspath(path)), filename)
+        try:
+            with open(filename, encoding="utf-8") as f:
+                value = f.read().strip()
+        except OSError as e:
+            problems.append(f"{path}: [{sec_name}] {file_key}: cannot read {filename}: {e.strerror or e}")
+            return Secret("")
+        if not value:
+            problems.append(f"{path}: [{sec_name}] {file_key}: {filename} is empty")
+    if not value:
+        value = environ.get(SECRET_ENV[(sec_name, key)], "")
+    return Secret(value)
+
+
+_CONSTRAINT_OPS = ("IS", "LIKE", "UNLIKE")
+
+
+def _parse_constraint(text: str) -> Constraint:
+    parts = text.split(":", 2)
+    if len(parts) != 3 or not parts[0]:
+        raise ValueError(f'"{text}" is not attribute:OPERATOR:value (e.g. os:LIKE:linux)')
+    attribute, operator, value = parts[0].strip(), parts[1].strip().upper(), parts[2].strip()
+    if operator not in _CONSTRAINT_OPS:
+        raise ValueError(f'"{text}": operator must be one of {", ".join(_CONSTRAINT_OPS)}')
+    if operator in ("LIKE", "UNLIKE"):
+        try:
+            re.compile(value)
+        except re.error as e:
+            raise ValueError(f'"{text}": bad regular expression: {e}') from None
+    return Constraint(attribute, operator, value)
+
+
+def _parse_volume(text: str) -> Volume:
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or not all(p.startswith("/") for p in parts[:2]):
+        raise ValueError(f'"{text}" is not /host/path:/container/path[:ro|rw]')
+    mode = parts[2].upper() if len(parts) == 3 else "RW"
+    if mode not in ("RO", "RW"):
+        raise ValueError(f'"{text}": mode must be ro or rw')
+    return Volume(parts[0], parts[1], mode)
+
+
+_PROFILE_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,62}$")
+_ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_RESERVED_ENV = ("GO_SERVER_URL", "AGENT_AUTO_REGISTER_")
+
+
+def _convert(
+    cfg: Any,
+    path: str,
+    environ: Mapping[str, str],
+    problems: list[str],
+    invalid: set[tuple[str, ...]],
+) -> Settings | None:
+    """Cross-key checks and conversion; sections in ``invalid`` failed their
+    checks already, so only their string-valued keys are looked at."""
+    g, m, a = cfg["gocd"], cfg["mesos"], cfg["agents"]
+
+    password = _secret(g, "gocd", "password", "password_file", path, environ, problems)
+    token = _secret(g, "gocd", "token", "token_file", path, environ, problems)
+    if token and (g["username"] or password):
+        problems.append(f"{path}: [gocd] token: use either a token or username/password, not both")
+    if g["username"] and not password:
+        problems.append(
+            f"{path}: [gocd] password: username is set but no password "
+            f"(password, password_file or ${SECRET_ENV[('gocd', 'password')]})"
+        )
+    if password and not g["username"]:
+        problems.append(f"{path}: [gocd] username: password is set but no username")
+    if g["ca_bundle"] and not os.path.isfile(g["ca_bundle"]):
+        problems.append(f"{path}: [gocd] ca_bundle: {g['ca_bundle']} is not a file")
+
+    secret = _secret(m, "mesos", "secret", "secret_file", path, environ, problems, inline=False)
+    if secret and not m["principal"]:
+        problems.append(f"{path}: [mesos] principal: a secret is set but no principal")
+    if m["principal"] and not secret:
+        problems.append(
+            f"{path}: [mesos] secret_file: principal is set but no secret "
+            f"(secret_file or ${SECRET_ENV[('mesos', 'secret')]})"
+        )
+    if m["ca_bundle"] and not os.path.isfile(m["ca_bundle"]):
+        problems.append(f"{path}: [mesos] ca_bundle: {m['ca_bundle']} is not a file")
+
+    key = _secret(a, "agents", "auto_register_key", "auto_register_key_file", path, environ, problems)
+    if not key and not any("auto_register_key" in p for p in problems):
+        problems.append(
+            f"{path}: [agents] auto_register_key: missing (required: auto_register_key, "
+            f"auto_register_key_file or ${SECRET_ENV[('agents', 'auto_register_key')]})"
+        )
+
+    profiles = []
+    for name in cfg["profiles"].sections:
+        if not any(sp[:2] == ("profiles", name) for sp in invalid):
+            profiles.append(_convert_profile(name, cfg["profiles"][name], path, problems))
+    if not cfg["profiles"].sections:
+        problems.append(f"{path}: [profiles]: no agent profile (add one, e.g. [[linux]] with image = …)")
+
+    j = cfg["judge"]
+    if ("judge",) not in invalid and j["backoff_max"] < j["backoff_initial"]:
+        problems.append(f"{path}: [judge] backoff_max: smaller than backoff_initial")
+    if problems or invalid:
+        return None
+    listen_host, listen_port = cfg["http"]["listen"]
+    return Settings(
+        gocd=GoCDSettings(
+            url=g["url"],
+            username=g["username"],
+            password=password,
+            token=token,
+            verify_tls=g["verify_tls"],
+            ca_bundle=g["ca_bundle"],
+            timeout=g["timeout"],
+            poll_interval=g["poll_interval"],
+            max_backoff=max(g["max_backoff"], g["poll_interval"]),
+        ),
+        mesos=MesosSettings(
+            masters=m["master"],
+            framework_name=m["framework_name"],
+            role=m["role"],
+            user=m["user"] or _current_user(),
+            principal=m["principal"],
+            secret=secret,
+            failover_timeout=m["failover_timeout"],
+            checkpoint=m["checkpoint"],
+            driver=m["driver"],
+            refuse_seconds=m["refuse_seconds"],
+            verify_tls=m["verify_tls"],
+            ca_bundle=m["ca_bundle"],
+        ),
+        agents=AgentSettings(
+            go_server_url=a["go_server_url"] or g["url"],
+            auto_register_key=key,
+            hostname_prefix=a["hostname_prefix"],
+            register_timeout=a["register_timeout"],
+        ),
+        profiles=tuple(p for p in profiles if p is not None),
+        judge=JudgeSettings(
+            max_launch_per_cycle=j["max_launch_per_cycle"],
+            scale_down=j["scale_down"],
+            stale_after=j["stale_after"],
+            backoff_initial=j["backoff_initial"],
+            backoff_max=j["backoff_max"],
+        ),
+        state=StateSettings(dir=cfg["state"]["dir"]),
+        http=HttpSettings(host=listen_host, port=listen_port),
+        logging=LoggingSettings(level=cfg["logging"]["level"].upper(), format=cfg["logging"]["format"]),
+        source=path,
+    )
+
+
+def _current_user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no user name in a bare container
+        return "root"
+
+
+def _convert_profile(name: str, p: Any, path: str, problems: list[str]) -> Profile | None:
+    where = f"{path}: [profiles][{name}]"
+    before = len(problems)
+    if not _PROFILE_NAME_RE.match(name):
+        problems.append(f"{where}: profile name must be letters, digits, '.', '_' or '-' (at most 63)")
+    if p["min"] > p["max"]:
+        problems.append(f"{where} min: {p['min']} is greater than max ({p['max']})")
+    constraints = []
+    for text in p["constraints"]:
+        try:
+            constraints.append(_parse_constraint(text))
+        except ValueError as e:
+            problems.append(f"{where} constraints: {e}")
+    volumes = []
+    for text in p["volumes"]:
+        try:
+            volumes.append(_parse_volume(text))
+        except ValueError as e:
+            problems.append(f"{where} volumes: {e}")
+    env = dict(p.get("env", {}))
+    for var in env:
+        if not _ENV_NAME_RE.match(var):
+            problems.append(f"{where}[env] {var}: not a valid environment variable name")
+        elif var.startswith(_RESERVED_ENV) or var.startswith("GO_EA_"):
+            problems.append(f"{where}[env] {var}: set by gocd-mesos itself; remove it")
+    resources_ = tuple(r.strip() for r in p["resources"] if r.strip())
+    environments = tuple(e.strip() for e in p["environments"] if e.strip())
+    for value in resources_ + environments:
+        if "," in value:
+            problems.append(f"{where}: {value!r} contains a comma")
+    if len(problems) > before:
+        return None
+    return Profile(
+        name=name,
+        image=p["image"].strip(),
+        cpus=p["cpus"],
+        mem=p["mem"],
+        disk=p["disk"],
+        resources=resources_,
+        environments=environments,
+        min=p["min"],
+        max=p["max"],
+        idle_timeout=p["idle_timeout"],
+        max_jobs=p["max_jobs"],
+        constraints=tuple(constraints),
+        containerizer=p["containerizer"],
+        force_pull=p["force_pull"],
+        network=p["network"],
+        volumes=tuple(volumes),
+        env=tuple(sorted((k, str(v)) for k, v in env.items())),
+    )
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, Secret):
+        return "****" if value else "(not set)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, tuple):
+        return ", ".join(str(v) for v in value) if value else "(none)"
+    return str(value) if value != "" else "(not set)"
+
+
+def render(settings: Settings) -> str:
+    """The effective configuration as text, secrets masked: for ``--check-config``.
+
+    Durations are in seconds, memory and disk in MB.
+    """
+    out = [f"# effective configuration from {settings.source or '(built in code)'}"]
+    out.append("# durations in seconds, mem and disk in MB; secrets masked")
+    for section in ("gocd", "mesos", "agents", "judge", "state", "http", "logging"):
+        out.append(f"\n[{section}]")
+        for f_ in dataclasses.fields(getattr(settings, section)):
+            out.append(f"{f_.name} = {_format_value(getattr(getattr(settings, section), f_.name))}")
+    out.append("\n[profiles]")
+    for profile in settings.profiles:
+        out.append(f"  [[{profile.name}]]")
+        for f_ in dataclasses.fields(profile):
+            if f_.name in ("name", "env"):
+                continue
+            out.append(f"  {f_.name} = {_format_value(getattr(profile, f_.name))}")
+        if profile.env:
+            out.append("    [[[env]]]")
+            out.extend(f"    {k} = {v}" for k, v in profile.env)
+    return "\n".join(out) + "\n"

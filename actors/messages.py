@@ -1,0 +1,343 @@
+"""Every message the actors pass to each other: the public API of gocd-mesos.
+
+Messages are frozen dataclasses whose contents are immutable too (tuples,
+frozensets, other frozen dataclasses), because pykka hands the receiver the
+very object that was sent. Names say what happened (``TaskUpdate``,
+``AgentDisabled``) or what to do (``LaunchAgents``, ``DisableAgent``). Times
+are seconds of the injected :class:`~actors.clock.Clock` (monotonic) unless a
+field says otherwise.
+
+Ops tooling that embeds the actors subscribes to these messages; keep them
+backwards compatible (add fields with defaults, never rename).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = [
+    "AgentChangeFailed",
+    "AgentDeleteRefused",
+    "AgentDeleted",
+    "AgentDisabled",
+    "AgentEnabled",
+    "AgentNotFound",
+    "AgentRead",
+    "BacklogSnapshot",
+    "BuildDetails",
+    "DeleteAgent",
+    "DisableAgent",
+    "EnableAgent",
+    "GoAgent",
+    "GoCDUnavailable",
+    "KillAgent",
+    "LaunchAgents",
+    "Poll",
+    "ReadAgent",
+    "ScheduledJob",
+    "Subscribe",
+    "TaskUpdate",
+]
+
+
+# --- common -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Poll:
+    """Time to do the periodic work (fetch, decide, reconcile): a Ticker sends it."""
+
+
+@dataclass(frozen=True)
+class Subscribe:
+    """Add ``subscriber`` to the actor's listeners of published messages."""
+
+    #: pykka.ActorRef (or any object with ``tell``) that receives the messages.
+    subscriber: object
+
+
+# --- GoCD values --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScheduledJob:
+    """One job waiting for an agent, as the scheduled-jobs feed lists it."""
+
+    #: ``pipeline/pipelineCounter/stage/stageCounter/job``; unique per job run.
+    locator: str
+    #: Pipeline name.
+    pipeline: str
+    #: Pipeline run counter.
+    pipeline_counter: int
+    #: Stage name.
+    stage: str
+    #: Stage run counter.
+    stage_counter: int
+    #: Job name (``<job>-runOnAll-<n>`` / ``<job>-runInstance-<n>`` for those kinds).
+    name: str
+    #: Environment of the pipeline; None when it is in none.
+    environment: str | None = None
+    #: Resources the job needs, as configured (case preserved).
+    resources: frozenset[str] = frozenset()
+    #: Environment variables as (name, value) pairs; secure values are ``****``.
+    variables: tuple[tuple[str, str], ...] = ()
+    #: Link to the job's page in the GoCD UI.
+    url: str = ""
+    #: Numeric job instance id (only the old pre-20.9 endpoint has it).
+    job_id: int | None = None
+
+
+@dataclass(frozen=True)
+class BuildDetails:
+    """What a building agent is building."""
+
+    #: Pipeline name.
+    pipeline: str
+    #: Stage name.
+    stage: str
+    #: Job name.
+    job: str
+    #: Link to the job's page.
+    job_url: str = ""
+
+
+@dataclass(frozen=True)
+class GoAgent:
+    """One agent as GoCD's agents API reports it."""
+
+    #: Agent UUID.
+    uuid: str
+    #: Registered hostname (``AGENT_AUTO_REGISTER_HOSTNAME`` for our agents).
+    hostname: str
+    #: ``Pending``, ``Enabled`` or ``Disabled`` (unknown values kept as sent).
+    config_state: str
+    #: ``Idle``, ``Building``, ``LostContact``, ``Missing`` or ``Unknown``.
+    agent_state: str
+    #: ``Idle``, ``Building``, ``Cancelled`` or ``Unknown``.
+    build_state: str = "Unknown"
+    #: IP address the server saw.
+    ip_address: str = ""
+    #: Resources the agent advertises (empty for elastic agents).
+    resources: tuple[str, ...] = ()
+    #: Environments the agent belongs to.
+    environments: tuple[str, ...] = ()
+    #: Elastic agent id; None for normal agents.
+    elastic_agent_id: str | None = None
+    #: Elastic plugin id; None for normal agents.
+    elastic_plugin_id: str | None = None
+    #: Free disk space in bytes; None when GoCD says ``unknown``.
+    free_space: int | None = None
+    #: Working directory of the agent.
+    sandbox: str = ""
+    #: Operating system of the agent.
+    operating_system: str = ""
+    #: Agent version (``UNKNOWN`` until it reported; absent before API v7).
+    agent_version: str = ""
+    #: The job being built, only while building.
+    build_details: BuildDetails | None = None
+
+    @property
+    def is_elastic(self) -> bool:
+        """Whether an elastic agent plugin owns this agent."""
+        return bool(self.elastic_agent_id or self.elastic_plugin_id)
+
+
+@dataclass(frozen=True)
+class BacklogSnapshot:
+    """A consistent view of GoCD: waiting jobs and all agents, fetched together."""
+
+    #: Jobs waiting for an agent, in scheduled order.
+    jobs: tuple[ScheduledJob, ...]
+    #: Every agent GoCD knows, in the order it listed them.
+    agents: tuple[GoAgent, ...]
+    #: Clock time at which the fetch finished.
+    fetched_at: float
+    #: GoCD server version, e.g. ``25.1.0`` ("" if unknown).
+    server_version: str = ""
+
+
+@dataclass(frozen=True)
+class GoCDUnavailable:
+    """GoCD could not be read; published instead of a snapshot."""
+
+    #: What failed, for operators (never holds a credential).
+    reason: str
+    #: Clock time of the first failure in this run of failures.
+    since: float
+    #: Consecutive failed polls so far.
+    attempts: int = 1
+    #: Seconds until the next attempt.
+    retry_in: float = 0.0
+
+
+# --- GoCD agent changes: requests to the poller and their outcomes ------------
+
+
+@dataclass(frozen=True)
+class EnableAgent:
+    """Set an agent's config state to Enabled (approves a Pending agent)."""
+
+    #: Agent UUID.
+    uuid: str
+
+
+@dataclass(frozen=True)
+class DisableAgent:
+    """Set an agent's config state to Disabled: it finishes its job, takes no new one."""
+
+    #: Agent UUID.
+    uuid: str
+
+
+@dataclass(frozen=True)
+class ReadAgent:
+    """Read one agent again (the drain's confirmation step)."""
+
+    #: Agent UUID.
+    uuid: str
+
+
+@dataclass(frozen=True)
+class DeleteAgent:
+    """Delete an agent from GoCD; GoCD refuses unless it is Disabled and not building."""
+
+    #: Agent UUID.
+    uuid: str
+
+
+@dataclass(frozen=True)
+class AgentEnabled:
+    """An EnableAgent succeeded."""
+
+    #: The agent as GoCD returned it after the change.
+    agent: GoAgent
+
+
+@dataclass(frozen=True)
+class AgentDisabled:
+    """A DisableAgent succeeded."""
+
+    #: The agent as GoCD returned it after the change.
+    agent: GoAgent
+
+
+@dataclass(frozen=True)
+class AgentRead:
+    """A ReadAgent succeeded."""
+
+    #: The agent as GoCD reports it now.
+    agent: GoAgent
+
+
+@dataclass(frozen=True)
+class AgentNotFound:
+    """GoCD does not know this agent (404): already deleted, or never registered."""
+
+    #: Agent UUID.
+    uuid: str
+    #: The request that found it missing: ``enable``, ``disable``, ``read`` or ``delete``.
+    action: str
+
+
+@dataclass(frozen=True)
+class AgentDeleted:
+    """A DeleteAgent succeeded."""
+
+    #: Agent UUID.
+    uuid: str
+
+
+@dataclass(frozen=True)
+class AgentDeleteRefused:
+    """GoCD refused to delete the agent (422, or 406 before 19.9): not disabled, or building."""
+
+    #: Agent UUID.
+    uuid: str
+    #: GoCD's message.
+    reason: str
+
+
+@dataclass(frozen=True)
+class AgentChangeFailed:
+    """An agent change or read failed for another reason (network, auth, 5xx, ...)."""
+
+    #: Agent UUID.
+    uuid: str
+    #: ``enable``, ``disable``, ``read`` or ``delete``.
+    action: str
+    #: What went wrong (never holds a credential).
+    reason: str
+    #: HTTP status, or None when no answer came.
+    status: int | None = None
+
+
+# --- Mesos: requests to the bridge and what it reports -------------------------
+
+
+@dataclass(frozen=True)
+class LaunchAgents:
+    """Launch one Mesos task per id, each running a GoCD agent of ``profile``.
+
+    The task id is also the agent's ``AGENT_AUTO_REGISTER_HOSTNAME``, which is
+    how a GoCD agent is tied back to its task.
+    """
+
+    #: Profile name (a subsection of ``[profiles]``).
+    profile: str
+    #: Task ids to launch, chosen by the caller; unique, prefixed with ``hostname_prefix``.
+    task_ids: tuple[str, ...]
+
+    @property
+    def count(self) -> int:
+        """How many agents are asked for."""
+        return len(self.task_ids)
+
+
+@dataclass(frozen=True)
+class KillAgent:
+    """Kill the Mesos task of an agent (or drop it from the launch queue)."""
+
+    #: Task id.
+    task_id: str
+
+
+@dataclass(frozen=True)
+class TaskUpdate:
+    """A Mesos task changed state (or a reconciliation confirmed its state)."""
+
+    #: Task id.
+    task_id: str
+    #: ``TASK_STAGING``, ``TASK_STARTING``, ``TASK_RUNNING``, ``TASK_FINISHED``,
+    #: ``TASK_FAILED``, ``TASK_KILLED``, ``TASK_ERROR``, ``TASK_LOST``, ...
+    state: str
+    #: Clock time at which the bridge received it.
+    received_at: float
+    #: Mesos reason enum name, e.g. ``REASON_RECONCILIATION``; "" if none.
+    reason: str = ""
+    #: Human-readable message from Mesos; "" if none.
+    message: str = ""
+    #: ``SOURCE_MASTER``, ``SOURCE_AGENT`` or ``SOURCE_EXECUTOR``; "" if none.
+    source: str = ""
+    #: Mesos agent (node) id the task runs on; "" if unknown.
+    agent_id: str = ""
+    #: Profile from the task's labels; "" if unknown.
+    profile: str = ""
+
+    #: States after which the task no longer runs.
+    TERMINAL = frozenset(
+        {
+            "TASK_FINISHED",
+            "TASK_FAILED",
+            "TASK_KILLED",
+            "TASK_ERROR",
+            "TASK_LOST",
+            "TASK_DROPPED",
+            "TASK_GONE",
+            "TASK_GONE_BY_OPERATOR",
+        }
+    )
+
+    @property
+    def is_terminal(self) -> bool:
+        """Whether the task has stopped for good."""
+        return self.state in self.TERMINAL

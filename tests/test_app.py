@@ -1,0 +1,169 @@
+"""The command line and the run loop: exit codes, ordering, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import pykka
+import pytest
+
+from actors import __version__, app
+from actors.base import BaseActor, Ping
+from tests.conftest import ROOT, SAMPLE_CONFIG
+
+BIN = str(ROOT / "bin" / "gocd-mesosd")
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        app.main(["--version"])
+    assert info.value.code == 0
+    assert __version__ in capsys.readouterr().out
+
+
+def test_check_config_prints_masked_config(capsys, monkeypatch):
+    monkeypatch.setenv("GOCD_MESOS_GOCD_TOKEN", "tok-supersecret")
+    assert app.main(["--check-config", SAMPLE_CONFIG]) == 0
+    out, err = capsys.readouterr()
+    assert "[profiles]" in out and "token = ****" in out
+    assert "tok-supersecret" not in out + err
+    assert "sandbox-auto-register-key" not in out + err
+    assert "configuration OK" in err
+
+
+def test_bad_config_exits_2_and_names_every_problem(tmp_path, capsys):
+    bad = tmp_path / "bad.ini"
+    bad.write_text(
+        "[gocd]\nurll = x\npoll_interval = soon\n[mesos]\nmaster = http://m:5050\n"
+        "[agents]\nauto_register_key = k\n[profiles]\n[[l]]\nimage = i\ncpus = lots\n"
+    )
+    assert app.main(["--check-config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: [gocd] url: missing (required)" in err
+    assert f"{bad}: [gocd] urll: unknown key (did you mean 'url'?)" in err
+    assert f"{bad}: [gocd] poll_interval:" in err
+    assert f"{bad}: [profiles][l] cpus:" in err
+    assert "4 configuration problem(s); nothing started" in err
+
+
+def test_missing_config_argument_is_a_usage_error():
+    with pytest.raises(SystemExit) as info:
+        app.main([])
+    assert info.value.code == 2
+
+
+def test_bin_launcher_checks_config():
+    result = subprocess.run(
+        [sys.executable, BIN, "--check-config", SAMPLE_CONFIG], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "sandbox-auto-register-key" not in result.stdout + result.stderr
+
+
+class Recorder(BaseActor):
+    """Test actor that records its life in a shared list."""
+
+    def __init__(self, name, log, *, stop_hook=None, ready=None):
+        super().__init__(stop_hook=stop_hook)
+        self.name = name
+        self.log = log
+        self.ready = ready
+
+    def on_start(self):
+        self.log.append(f"start {self.name}")
+        if self.ready is not None:
+            self.ready.set()
+
+    def on_stop(self):
+        self.log.append(f"stop {self.name}")
+
+    def on_receive(self, message):
+        if message == "crash":
+            raise RuntimeError("boom")
+        return super().on_receive(message)
+
+
+def test_run_starts_in_order_and_stops_in_reverse():
+    log: list[str] = []
+    stop = threading.Event()
+    specs = [
+        app.ActorSpec(n, lambda n=n: Recorder.start(n, log))
+        for n in ("registry", "judge", "bridge", "poller")
+    ]
+    stop.set()  # stop as soon as everything is up
+    assert app.run(specs, stop) == 0
+    assert log == [
+        "start registry",
+        "start judge",
+        "start bridge",
+        "start poller",
+        "stop poller",
+        "stop bridge",
+        "stop judge",
+        "stop registry",
+    ]
+    assert pykka.ActorRegistry.get_all() == []
+
+
+def test_a_crashed_actor_stops_the_daemon_with_status_1():
+    log: list[str] = []
+    stop = threading.Event()
+    failure: list[str] = []
+
+    def hook(reason):
+        failure.append(reason)
+        stop.set()
+
+    refs = {}
+    b_ready = threading.Event()
+
+    def start(name, ready=None):
+        refs[name] = Recorder.start(name, log, stop_hook=hook, ready=ready)
+        return refs[name]
+
+    specs = [app.ActorSpec("a", lambda: start("a")), app.ActorSpec("b", lambda: start("b", b_ready))]
+    thread = threading.Thread(target=lambda: failure.append(app.run(specs, stop, failure=failure)))
+    thread.start()
+    assert b_ready.wait(10)
+    refs["b"].ask(Ping(), timeout=5)
+    refs["a"].tell("crash")
+    thread.join(20)
+    assert not thread.is_alive()
+    assert failure[-1] == 1
+    assert any("Recorder crashed: boom" in str(f) for f in failure)
+    assert "stop b" in log
+
+
+def test_failed_start_stops_the_ones_already_started():
+    log: list[str] = []
+
+    def broken():
+        raise app.GocdMesosError("no state dir")
+
+    specs = [app.ActorSpec("a", lambda: Recorder.start("a", log)), app.ActorSpec("b", broken)]
+    assert app.run(specs, threading.Event()) == 1
+    assert log == ["start a", "stop a"]
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="POSIX signals")
+def test_daemon_stops_cleanly_on_sigterm(tmp_path):
+    proc = subprocess.Popen(
+        [sys.executable, BIN, SAMPLE_CONFIG, "--log-level", "debug"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        for line in proc.stderr:
+            if "running with" in line:
+                break
+        proc.send_signal(signal.SIGTERM)
+        rest = proc.stderr.read()
+        assert proc.wait(30) == 0, rest
+        assert "Got SIGTERM; stopping" in rest
+    finally:
+        proc.kill()

@@ -1,0 +1,344 @@
+"""Configuration: the spec, the sample file, every error at once, secrets."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from actors import config
+from actors.config import Constraint, Secret, Volume, parse_duration, parse_memsize
+from actors.exceptions import ConfigError
+from tests.conftest import SAMPLE_CONFIG
+
+MINIMAL = """
+[gocd]
+url = https://gocd.example.com/go
+[mesos]
+master = http://127.0.0.1:5050
+[agents]
+auto_register_key = k-123
+[profiles]
+[[linux]]
+image = gocd/gocd-agent-ubuntu-24.04:v25.1.0
+"""
+
+
+def load_text(text: str, environ: dict[str, str] | None = None, path: str = "test.ini") -> config.Settings:
+    return config.loads(text.splitlines(), path, environ or {})
+
+
+def problems_of(text: str, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_text(text, environ)
+    return list(info.value.problems)
+
+
+def test_sample_config_validates():
+    settings = config.load(SAMPLE_CONFIG, environ={})
+    assert settings.gocd.url == "http://127.0.0.1:8153/go"
+    assert settings.profiles[0].name == "linux"
+    assert settings.profiles[0].resources == ("linux", "docker")
+
+
+def spec_keys() -> list[tuple[str, str]]:
+    """(section, key) of every key in the spec; profile keys under 'profiles'."""
+    keys, section = [], None
+    for line in config.spec_lines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        header = re.match(r"^\[+([^\]]+)\]+$", line)
+        if header:
+            if line.startswith("[["):
+                continue
+            section = header.group(1)
+            continue
+        name = line.split("=", 1)[0].strip()
+        if name != "__many__":
+            keys.append((section, name))
+    return keys
+
+
+def test_every_spec_key_is_documented_in_the_sample():
+    text = Path(SAMPLE_CONFIG).read_text(encoding="utf-8")
+    missing = [f"[{s}] {k}" for s, k in spec_keys() if not re.search(rf"^#? ?{k} =", text, re.M)]
+    assert spec_keys(), "spec parsed to nothing"
+    assert missing == []
+
+
+def test_every_sample_key_has_a_comment_above_it():
+    lines = Path(SAMPLE_CONFIG).read_text(encoding="utf-8").splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^#? ?[a-z_]+ =", line) and not line.startswith("# ["):
+            above = lines[i - 1]
+            assert above.startswith("#") and not re.match(r"^# ?[a-z_]+ =", above), (
+                f"no comment above line {i + 1}: {line}"
+            )
+
+
+def test_the_four_problems_of_the_issue_are_reported_in_one_run():
+    text = """
+[gocd]
+poll_interval = often
+pol_interval = 10s
+[mesos]
+master = http://127.0.0.1:5050
+[agents]
+auto_register_key = k
+[profiles]
+[[linux]]
+image = x
+cpus = two
+"""
+    problems = problems_of(text)
+    assert "test.ini: [gocd] url: missing (required)" in problems
+    assert any(p.startswith("test.ini: [gocd] poll_interval:") and "not a duration" in p for p in problems)
+    assert "test.ini: [gocd] pol_interval: unknown key (did you mean 'poll_interval'?)" in problems
+    assert any(p.startswith("test.ini: [profiles][linux] cpus:") and "not a number" in p for p in problems)
+    assert len(problems) == 4
+
+
+def test_empty_file_names_every_required_piece():
+    problems = problems_of("")
+    assert problems == [
+        "test.ini: [gocd] url: missing (required)",
+        "test.ini: [mesos] master: missing (required)",
+        "test.ini: [agents] auto_register_key: missing (required: auto_register_key, "
+        "auto_register_key_file or $GOCD_MESOS_AUTO_REGISTER_KEY)",
+        "test.ini: [profiles]: no agent profile (add one, e.g. [[linux]] with image = …)",
+    ]
+
+
+def test_unknown_section_and_profile_key():
+    problems = problems_of(MINIMAL + "imgae = y\n[logs]\nlevel = INFO\n")
+    assert "test.ini: [profiles][linux] imgae: unknown key (did you mean 'image'?)" in problems
+    assert "test.ini: [logs]: unknown section (did you mean 'logging'?)" in problems or any(
+        "[logs]" in p and "unknown section" in p for p in problems
+    )
+
+
+def test_defaults():
+    s = load_text(MINIMAL)
+    assert s.gocd.poll_interval == 10.0
+    assert s.gocd.verify_tls is True
+    assert s.mesos.failover_timeout == 7 * 86400
+    assert s.mesos.masters == ("http://127.0.0.1:5050",)
+    assert s.mesos.driver == "builtin"
+    assert s.agents.go_server_url == "https://gocd.example.com/go"
+    assert s.http.host == "127.0.0.1" and s.http.port == 9404
+    p = s.profiles[0]
+    assert (p.cpus, p.mem, p.disk, p.min, p.max, p.max_jobs) == (1.0, 2048.0, 0.0, 0, 10, 0)
+    assert p.containerizer == "docker" and p.network == "host"
+
+
+def test_settings_are_frozen():
+    s = load_text(MINIMAL)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.gocd.url = "x"  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.profiles[0].max = 3  # type: ignore[misc]
+    assert isinstance(s.profiles, tuple)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("30s", 30),
+        ("5m", 300),
+        ("1h", 3600),
+        ("7d", 604800),
+        ("250ms", 0.25),
+        ("45", 45),
+        ("1.5m", 90),
+        (" 2H ", 7200),
+    ],
+)
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "abc", "5 minutes", "-5s", "1w", "s"])
+def test_bad_durations(text):
+    with pytest.raises(ValueError):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "mb"),
+    [("512M", 512), ("2G", 2048), ("2g", 2048), ("1024", 1024), ("1T", 1048576), ("512MB", 512)],
+)
+def test_memsizes(text, mb):
+    assert parse_memsize(text) == mb
+
+
+@pytest.mark.parametrize("text", ["", "lots", "2X", "-1G"])
+def test_bad_memsizes(text):
+    with pytest.raises(ValueError):
+        parse_memsize(text)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("http://m1:5050", ("http://m1:5050",)),
+        ("http://m1:5050, https://m2:5050", ("http://m1:5050", "https://m2:5050")),
+        ("zk://z1:2181,z2:2181/mesos", ("zk://z1:2181,z2:2181/mesos",)),
+    ],
+)
+def test_mesos_master_forms(value, expected):
+    text = MINIMAL.replace("master = http://127.0.0.1:5050", f"master = {value}")
+    assert load_text(text).mesos.masters == expected
+
+
+@pytest.mark.parametrize("value", ["m1:5050", "http://m1", "zk://z1:2181", "ftp://m:1"])
+def test_bad_mesos_masters(value):
+    text = MINIMAL.replace("master = http://127.0.0.1:5050", f"master = {value}")
+    problems = problems_of(text)
+    assert len(problems) == 1 and problems[0].startswith("test.ini: [mesos] master:")
+
+
+@pytest.mark.parametrize(
+    "url", ["https://gocd.example.com", "https://gocd.example.com/go/api", "gocd:8153/go"]
+)
+def test_gocd_url_must_end_in_go(url):
+    problems = problems_of(MINIMAL.replace("url = https://gocd.example.com/go", f"url = {url}"))
+    assert len(problems) == 1 and problems[0].startswith("test.ini: [gocd] url:")
+
+
+def test_gocd_url_trailing_slash_is_dropped():
+    s = load_text(MINIMAL.replace("url = https://gocd.example.com/go", "url = https://gocd.example.com/go/"))
+    assert s.gocd.url == "https://gocd.example.com/go"
+
+
+def test_secrets_from_file_and_environment(tmp_path):
+    (tmp_path / "pw").write_text("s3cret-pw\n")
+    (tmp_path / "key").write_text("file-key\n")
+    (tmp_path / "mesos").write_text("mesos-secret\n")
+    text = (
+        MINIMAL.replace("auto_register_key = k-123", "auto_register_key_file = key")
+        .replace(
+            "url = https://gocd.example.com/go",
+            "url = https://gocd.example.com/go\nusername = bot\npassword_file = pw",
+        )
+        .replace(
+            "master = http://127.0.0.1:5050",
+            "master = http://127.0.0.1:5050\nprincipal = gocd\nsecret_file = mesos",
+        )
+    )
+    path = tmp_path / "gocd-mesos.ini"
+    path.write_text(text)
+    s = config.load(str(path), environ={})
+    assert s.gocd.password.reveal() == "s3cret-pw"
+    assert s.agents.auto_register_key.reveal() == "file-key"
+    assert s.mesos.secret.reveal() == "mesos-secret"
+    for secret in ("s3cret-pw", "file-key", "mesos-secret"):
+        assert secret not in repr(s)
+        assert secret not in config.render(s)
+
+    env = {"GOCD_MESOS_AUTO_REGISTER_KEY": "env-key", "GOCD_MESOS_GOCD_TOKEN": "tok-env"}
+    s = load_text(MINIMAL.replace("auto_register_key = k-123", ""), env)
+    assert s.agents.auto_register_key.reveal() == "env-key"
+    assert s.gocd.token.reveal() == "tok-env"
+
+
+def test_secret_problems():
+    text = MINIMAL.replace(
+        "url = https://gocd.example.com/go", "url = https://gocd.example.com/go\nusername = bot"
+    )
+    assert problems_of(text) == [
+        "test.ini: [gocd] password: username is set but no password "
+        "(password, password_file or $GOCD_MESOS_GOCD_PASSWORD)"
+    ]
+    text = MINIMAL.replace(
+        "auto_register_key = k-123", "auto_register_key = a\nauto_register_key_file = /nonexistent"
+    )
+    assert problems_of(text) == [
+        "test.ini: [agents] auto_register_key: set both auto_register_key and auto_register_key_file; keep one"
+    ]
+    text = MINIMAL.replace("auto_register_key = k-123", "auto_register_key_file = /nonexistent/key")
+    (problem,) = problems_of(text)
+    assert problem.startswith("test.ini: [agents] auto_register_key_file: cannot read /nonexistent/key")
+    text = MINIMAL + "\n[gocd]\n"  # duplicate section is a parse error
+    assert problems_of(text)
+
+
+def test_secret_never_shows():
+    secret = Secret("hunter2")
+    assert "hunter2" not in repr(secret) and "hunter2" not in str(secret) and "hunter2" not in f"{secret}"
+    assert secret.reveal() == "hunter2"
+    assert bool(Secret("")) is False
+
+
+def test_profile_details():
+    text = (
+        MINIMAL
+        + """
+cpus = 2.5
+mem = 4G
+disk = 10G
+resources = linux, Docker
+environments = staging
+min = 1
+max = 3
+constraints = os:LIKE:linux|ubuntu, rack:UNLIKE:r9, zone:is:a
+volumes = /var/run/docker.sock:/var/run/docker.sock, /cache:/cache:ro
+network = bridge
+containerizer = mesos
+[[[env]]]
+GOCD_AGENT_JVM_OPTS = -Xmx1g
+"""
+    )
+    p = load_text(text).profiles[0]
+    assert (p.cpus, p.mem, p.disk, p.min, p.max) == (2.5, 4096.0, 10240.0, 1, 3)
+    assert p.resources == ("linux", "Docker") and p.environments == ("staging",)
+    assert p.constraints == (
+        Constraint("os", "LIKE", "linux|ubuntu"),
+        Constraint("rack", "UNLIKE", "r9"),
+        Constraint("zone", "IS", "a"),
+    )
+    assert p.volumes == (
+        Volume("/var/run/docker.sock", "/var/run/docker.sock", "RW"),
+        Volume("/cache", "/cache", "RO"),
+    )
+    assert p.env == (("GOCD_AGENT_JVM_OPTS", "-Xmx1g"),)
+    assert (p.network, p.containerizer) == ("bridge", "mesos")
+
+
+def test_profile_problems_all_reported():
+    text = (
+        MINIMAL
+        + """
+min = 4
+max = 2
+constraints = os:NEAR:linux, rack:LIKE:(
+volumes = relative:/x
+[[[env]]]
+GO_SERVER_URL = http://other/go
+[[bad name!]]
+image = y
+"""
+    )
+    problems = problems_of(text)
+    assert "test.ini: [profiles][linux] min: 4 is greater than max (2)" in problems
+    assert any("constraints" in p and "NEAR" in p for p in problems)
+    assert any("constraints" in p and "bad regular expression" in p for p in problems)
+    assert any("volumes" in p and "relative:/x" in p for p in problems)
+    assert "test.ini: [profiles][linux][env] GO_SERVER_URL: set by gocd-mesos itself; remove it" in problems
+    assert any("[profiles][bad name!]" in p for p in problems)
+
+
+def test_render_masks_and_shows_effective_values():
+    s = load_text(MINIMAL, {"GOCD_MESOS_GOCD_TOKEN": "tok-123456"})
+    out = config.render(s)
+    assert "tok-123456" not in out and "k-123" not in out
+    assert "token = ****" in out and "auto_register_key = ****" in out
+    assert "poll_interval = 10" in out and "[[linux]]" in out
+
+
+def test_unreadable_file():
+    with pytest.raises(ConfigError) as info:
+        config.load("/nonexistent/gocd-mesos.ini")
+    assert info.value.problems[0].startswith("/nonexistent/gocd-mesos.ini: cannot read")
