@@ -1,0 +1,58 @@
+"""GoCD's rules for which agent may run which job, as pure functions.
+
+The GoCD simulator assigns work by these rules and the judge predicts with
+them which profile's agents could take a waiting job, so both agree with the
+real server (``gocd-api.md`` 4.4, ``BuildAssignmentService``):
+
+* resources: the agent's resources are a superset of the job's, compared
+  case-insensitively;
+* environments: a job of a pipeline in environment E goes only to agents in E;
+  a job of a pipeline in no environment goes only to agents in no environment
+  (environment names compare case-insensitively, as GoCD's
+  ``CaseInsensitiveString`` does);
+* a job that needs an elastic profile never goes to a normal agent, and an
+  elastic agent only takes such jobs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = ["environment_matches", "fold", "job_fits_agent", "resources_match"]
+
+
+def fold(names: Iterable[str]) -> frozenset[str]:
+    """The case-folded set of ``names``, as GoCD compares resources and environments."""
+    return frozenset(name.strip().casefold() for name in names if name.strip())
+
+
+def resources_match(job_resources: Iterable[str], agent_resources: Iterable[str]) -> bool:
+    """Whether an agent with ``agent_resources`` has every resource the job needs."""
+    return fold(job_resources) <= fold(agent_resources)
+
+
+def environment_matches(job_environment: str | None, agent_environments: Iterable[str]) -> bool:
+    """Whether an agent in ``agent_environments`` may run a job of a pipeline in ``job_environment``."""
+    agent_envs = fold(agent_environments)
+    if job_environment:
+        return job_environment.strip().casefold() in agent_envs
+    return not agent_envs
+
+
+def job_fits_agent(
+    job_resources: Iterable[str],
+    job_environment: str | None,
+    agent_resources: Iterable[str],
+    agent_environments: Iterable[str],
+    *,
+    job_is_elastic: bool = False,
+    agent_is_elastic: bool = False,
+) -> bool:
+    """GoCD's whole rule: may this (enabled, idle) agent take this job?"""
+    if job_is_elastic or agent_is_elastic:
+        # Elastic jobs wait for their plugin's agents; elastic agents take only
+        # jobs their plugin agrees to, which is never a gocd-mesos decision.
+        return False
+    return resources_match(job_resources, agent_resources) and environment_matches(
+        job_environment, agent_environments
+    )
