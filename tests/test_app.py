@@ -121,11 +121,13 @@ def test_a_crashed_actor_stops_the_daemon_with_status_1():
     refs = {}
     b_ready = threading.Event()
 
-    def start(name, ready=None):
-        refs[name] = Recorder.start(name, log, stop_hook=hook, ready=ready)
+    def start(name):
+        refs[name] = Recorder.start(name, log, stop_hook=hook)
+        if name == "b":
+            b_ready.set()
         return refs[name]
 
-    specs = [app.ActorSpec("a", lambda: start("a")), app.ActorSpec("b", lambda: start("b", b_ready))]
+    specs = [app.ActorSpec("a", lambda: start("a")), app.ActorSpec("b", lambda: start("b"))]
     thread = threading.Thread(target=lambda: failure.append(app.run(specs, stop, failure=failure)))
     thread.start()
     assert b_ready.wait(10)
