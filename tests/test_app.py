@@ -128,7 +128,9 @@ def test_a_crashed_actor_stops_the_daemon_with_status_1():
         return refs[name]
 
     specs = [app.ActorSpec("a", lambda: start("a")), app.ActorSpec("b", lambda: start("b"))]
-    thread = threading.Thread(target=lambda: failure.append(app.run(specs, stop, failure=failure)), daemon=True)
+    thread = threading.Thread(
+        target=lambda: failure.append(app.run(specs, stop, failure=failure)), daemon=True
+    )
     thread.start()
     assert b_ready.wait(10)
     refs["b"].ask(Ping(), timeout=5)
