@@ -28,14 +28,31 @@ __all__ = [
     "DeleteAgent",
     "DisableAgent",
     "EnableAgent",
+    "FrameworkDisconnected",
+    "FrameworkError",
+    "FrameworkRegistered",
     "GoAgent",
     "GoCDUnavailable",
     "KillAgent",
     "LaunchAgents",
+    "MesosAgentLost",
+    "MesosAttribute",
+    "MesosDisconnected",
+    "MesosErrorReceived",
+    "MesosExecutorLost",
+    "MesosOffer",
+    "MesosOfferRescinded",
+    "MesosOffersReceived",
+    "MesosRegistered",
+    "MesosResource",
+    "MesosStatusReceived",
+    "MesosTaskStatus",
     "Poll",
     "ReadAgent",
+    "ReconcileTasks",
     "ScheduledJob",
     "Subscribe",
+    "TaskLaunched",
     "TaskUpdate",
 ]
 
@@ -85,6 +102,9 @@ class ScheduledJob:
     url: str = ""
     #: Numeric job instance id (only the old pre-20.9 endpoint has it).
     job_id: int | None = None
+    #: Elastic agent profile the job needs, from the pipeline's config (the feed
+    #: does not say); None for a normal job, or when the config could not be read.
+    elastic_profile_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -341,3 +361,204 @@ class TaskUpdate:
     def is_terminal(self) -> bool:
         """Whether the task has stopped for good."""
         return self.state in self.TERMINAL
+
+
+@dataclass(frozen=True)
+class ReconcileTasks:
+    """Tasks the sender knows of (e.g. the registry's persisted fleet): reconcile them now and
+    after every (re)subscription, and attribute their updates to these profiles."""
+
+    #: (task id, profile name) pairs; the profile may be "" when unknown.
+    tasks: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class TaskLaunched:
+    """The bridge sent a LAUNCH for a queued task (its TaskUpdates follow)."""
+
+    #: Task id (also the agent's ``AGENT_AUTO_REGISTER_HOSTNAME``).
+    task_id: str
+    #: Profile name.
+    profile: str
+    #: Mesos agent (node) id the task was launched on.
+    agent_id: str
+    #: Hostname of that Mesos agent.
+    hostname: str
+
+
+@dataclass(frozen=True)
+class FrameworkRegistered:
+    """The framework is subscribed to the Mesos master (again)."""
+
+    #: Framework id assigned (or confirmed) by the master.
+    framework_id: str
+    #: True when an already known framework id was resubscribed (failover, reconnect).
+    reregistered: bool
+    #: ``host:port`` of the master we are subscribed to; "" if unknown.
+    master: str = ""
+
+
+@dataclass(frozen=True)
+class FrameworkDisconnected:
+    """The subscription stream to the master ended; the driver is resubscribing."""
+
+    #: Clock time at which the bridge learnt of it.
+    since: float
+
+
+@dataclass(frozen=True)
+class FrameworkError:
+    """The master or the driver reported an error."""
+
+    #: The error text (never holds a credential).
+    message: str
+    #: True when the driver has given up (e.g. refused credentials): the daemon must stop.
+    fatal: bool = False
+
+
+# --- Mesos values and driver events (scheduler adapter -> bridge) -------------
+
+
+@dataclass(frozen=True)
+class MesosResource:
+    """One resource of an offer, in the old (non-MULTI_ROLE) format."""
+
+    #: Resource name: ``cpus``, ``mem`` (MB), ``disk`` (MB), ``ports``, ``gpus``, ...
+    name: str
+    #: ``*`` for unreserved, else the role it is reserved for.
+    role: str = "*"
+    #: Amount of a SCALAR resource (cpus in CPUs, mem and disk in MB); 0 for other types.
+    scalar: float = 0.0
+    #: Inclusive (begin, end) pairs of a RANGES resource.
+    ranges: tuple[tuple[int, int], ...] = ()
+    #: Items of a SET resource.
+    items: frozenset[str] = frozenset()
+    #: True for a dynamic reservation (the bridge leaves those alone).
+    dynamic: bool = False
+
+
+@dataclass(frozen=True)
+class MesosAttribute:
+    """One attribute of a Mesos agent (node), e.g. ``rack:a``."""
+
+    #: Attribute name.
+    name: str
+    #: ``TEXT``, ``SCALAR``, ``SET`` or ``RANGES``.
+    type: str
+    #: Value of a TEXT attribute.
+    text: str = ""
+    #: Value of a SCALAR attribute.
+    scalar: float = 0.0
+    #: Items of a SET attribute (or ``begin-end`` strings of a RANGES one).
+    items: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class MesosOffer:
+    """One resource offer: the unused resources of one Mesos agent node."""
+
+    #: Offer id, valid for one ACCEPT or DECLINE.
+    id: str
+    #: Mesos agent (node) id.
+    agent_id: str
+    #: Hostname of the agent node.
+    hostname: str
+    #: Offered resources.
+    resources: tuple[MesosResource, ...] = ()
+    #: Attributes of the agent node.
+    attributes: tuple[MesosAttribute, ...] = ()
+
+
+@dataclass(frozen=True)
+class MesosTaskStatus:
+    """One TaskStatus from an UPDATE event."""
+
+    #: Task id.
+    task_id: str
+    #: ``TASK_*`` state name.
+    state: str
+    #: Mesos agent (node) id; "" if the status has none.
+    agent_id: str = ""
+    #: ``SOURCE_MASTER``, ``SOURCE_AGENT`` or ``SOURCE_EXECUTOR``; "" if none.
+    source: str = ""
+    #: ``REASON_*`` name; "" if none.
+    reason: str = ""
+    #: Human-readable message; "" if none.
+    message: str = ""
+    #: Base64 uuid of a reliable update, which must be acknowledged; "" for master-made ones.
+    uuid: str = ""
+    #: Status labels as (key, value) pairs.
+    labels: tuple[tuple[str, str], ...] = ()
+    #: Wall-clock seconds since the epoch at which Mesos made the status; None if absent.
+    timestamp: float | None = None
+
+
+@dataclass(frozen=True)
+class MesosRegistered:
+    """The driver subscribed (``registered`` or ``reregistered`` callback)."""
+
+    #: Framework id.
+    framework_id: str
+    #: True for ``reregistered``.
+    reregistered: bool
+    #: ``host:port`` of the master; "" if unknown.
+    master: str = ""
+
+
+@dataclass(frozen=True)
+class MesosDisconnected:
+    """The driver lost its subscription stream (``disconnected`` callback)."""
+
+
+@dataclass(frozen=True)
+class MesosOffersReceived:
+    """New offers arrived (``resourceOffers`` callback)."""
+
+    #: The offers, in the order the master sent them.
+    offers: tuple[MesosOffer, ...]
+
+
+@dataclass(frozen=True)
+class MesosOfferRescinded:
+    """The master took an offer back (``offerRescinded`` callback)."""
+
+    #: Offer id.
+    offer_id: str
+
+
+@dataclass(frozen=True)
+class MesosStatusReceived:
+    """A task status arrived (``statusUpdate`` callback)."""
+
+    #: The status.
+    status: MesosTaskStatus
+
+
+@dataclass(frozen=True)
+class MesosAgentLost:
+    """A Mesos agent node was lost (``slaveLost`` callback)."""
+
+    #: Mesos agent (node) id.
+    agent_id: str
+
+
+@dataclass(frozen=True)
+class MesosExecutorLost:
+    """An executor exited (``executorLost`` callback)."""
+
+    #: Executor id.
+    executor_id: str
+    #: Mesos agent (node) id.
+    agent_id: str
+    #: The executor's exit status.
+    exit_status: int
+
+
+@dataclass(frozen=True)
+class MesosErrorReceived:
+    """The master sent an ERROR, or the driver gave up (``error`` callback)."""
+
+    #: The error text.
+    message: str
+    #: Whether the driver had stopped itself when it reported the error.
+    driver_stopped: bool = False
