@@ -1,0 +1,250 @@
+"""The GoCD poller: on every Poll, read the backlog and the agents, publish one snapshot.
+
+:class:`GoCDPoller` is the only actor that talks to GoCD. It owns the
+:class:`~actors.gocd.GoCDClient` (and so the HTTP session), polls on a
+:class:`~actors.clock.Ticker`, backs off while GoCD fails, and carries out the
+agent changes other actors ask for, publishing their outcomes.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any
+
+import requests
+
+from actors.base import BaseActor, Publisher
+from actors.clock import Clock, Ticker
+from actors.config import GoCDSettings
+from actors.exceptions import GoCDError, GoCDNotFound, GoCDUnprocessable
+from actors.gocd import GoCDClient, make_session
+from actors.messages import (
+    AgentChangeFailed,
+    AgentDeleted,
+    AgentDeleteRefused,
+    AgentDisabled,
+    AgentEnabled,
+    AgentNotFound,
+    AgentRead,
+    BacklogSnapshot,
+    DeleteAgent,
+    DisableAgent,
+    EnableAgent,
+    GoCDUnavailable,
+    Poll,
+    ReadAgent,
+    Subscribe,
+)
+
+__all__ = ["GoCDPoller", "backoff_delay"]
+
+logger = logging.getLogger(__name__)
+
+#: HTTP statuses with which GoCD refuses to delete an agent that is not disabled or
+#: still building: 422 since 19.9, 406 before.
+DELETE_REFUSED_STATUSES = frozenset({406, 422})
+
+
+def backoff_delay(attempts: int, interval: float, ceiling: float, rng: random.Random) -> float:
+    """Seconds until the next poll after ``attempts`` consecutive failures.
+
+    Doubles from ``interval`` per failure, up to ``ceiling``, less up to a
+    quarter of random jitter so that many daemons do not retry in step; never
+    shorter than ``interval``.
+    """
+    base = min(ceiling, interval * 2.0 ** max(0, attempts))
+    return max(interval, min(ceiling, base * rng.uniform(0.75, 1.0)))
+
+
+class GoCDPoller(BaseActor):
+    """Polls GoCD and publishes what it found; carries out agent changes.
+
+    Accepts:
+
+    * :class:`~actors.messages.Poll` (from its own Ticker, every
+      ``poll_interval``): fetch the scheduled jobs (with their elastic
+      profiles), then the agents, and publish one
+      :class:`~actors.messages.BacklogSnapshot`; on any failure publish
+      :class:`~actors.messages.GoCDUnavailable` instead, never a partial
+      snapshot, and poll again after an exponential backoff with jitter, up to
+      ``max_backoff``; the first success restores ``poll_interval``.
+    * :class:`~actors.messages.Subscribe`: add a subscriber.
+    * :class:`~actors.messages.EnableAgent`, :class:`~actors.messages.DisableAgent`,
+      :class:`~actors.messages.DeleteAgent`: change the agent in GoCD and
+      publish :class:`~actors.messages.AgentEnabled`,
+      :class:`~actors.messages.AgentDisabled` or
+      :class:`~actors.messages.AgentDeleted`; or
+      :class:`~actors.messages.AgentNotFound` (404),
+      :class:`~actors.messages.AgentDeleteRefused` (422/406: not disabled or
+      building), :class:`~actors.messages.AgentChangeFailed` (anything else).
+      In dry run the change is only logged and nothing is published.
+    * :class:`~actors.messages.ReadAgent`: read one agent, publish
+      :class:`~actors.messages.AgentRead` (or AgentNotFound, AgentChangeFailed);
+      done in dry run too, since it changes nothing.
+
+    Publishes to every subscriber: the messages above.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: GoCDSettings,
+        clock: Clock,
+        subscribers: tuple[Any, ...] | list[Any] = (),
+        session_factory: Callable[[GoCDSettings], requests.Session] = make_session,
+        client: GoCDClient | None = None,
+        dry_run: bool = False,
+        rng: random.Random | None = None,
+        stop_hook: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__(stop_hook=stop_hook)
+        self._settings = settings
+        self._clock = clock
+        self._publisher = Publisher(subscribers)
+        self._client = client or GoCDClient(settings, clock=clock, session=session_factory(settings))
+        self._dry_run = dry_run
+        self._rng = rng or random.Random()
+        self._ticker: Ticker | None = None
+        self._server_version = ""
+        #: Clock time of the first failure of the current run of failures, or None.
+        self._failing_since: float | None = None
+        self._attempts = 0
+
+    # -- lifecycle --
+
+    def on_start(self) -> None:
+        self._ticker = Ticker(self._clock, self._settings.poll_interval, self.actor_ref, Poll()).start()
+        logger.info(
+            "Polling GoCD at %s every %gs%s",
+            self._client.base_url,
+            self._settings.poll_interval,
+            " (dry run: agent changes are only logged)" if self._dry_run else "",
+        )
+
+    def on_stop(self) -> None:
+        self._release()
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        # pykka skips on_stop after a crash: release here too.
+        self._release()
+        super().on_failure(exception_type, exception_value, traceback)
+
+    def _release(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        self._client.close()
+
+    # -- messages --
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Poll):
+            return self._poll()
+        if isinstance(message, Subscribe):
+            return self._publisher.add(message.subscriber)
+        if isinstance(message, EnableAgent):
+            return self._change("enable", message.uuid)
+        if isinstance(message, DisableAgent):
+            return self._change("disable", message.uuid)
+        if isinstance(message, DeleteAgent):
+            return self._change("delete", message.uuid)
+        if isinstance(message, ReadAgent):
+            return self._change("read", message.uuid)
+        return super().on_receive(message)
+
+    def _poll(self) -> None:
+        try:
+            jobs = self._client.with_elastic_profiles(self._client.scheduled_jobs())
+            agents = self._client.agents()
+        except GoCDError as e:
+            self._failed(e)
+            return
+        if not self._server_version:
+            try:
+                self._server_version = self._client.server_version()
+            except GoCDError as e:
+                logger.debug("Cannot read GoCD's version: %s", e)
+        if self._failing_since is not None:
+            logger.info(
+                "GoCD at %s answers again after %d failed polls", self._client.base_url, self._attempts
+            )
+            self._failing_since = None
+            self._attempts = 0
+            if self._ticker is not None:
+                self._ticker.set_interval(self._settings.poll_interval)
+        logger.debug("GoCD has %d scheduled jobs and %d agents", len(jobs), len(agents))
+        self._publisher.publish(
+            BacklogSnapshot(
+                jobs=jobs, agents=agents, fetched_at=self._clock.now(), server_version=self._server_version
+            )
+        )
+
+    def _failed(self, error: GoCDError) -> None:
+        now = self._clock.now()
+        if self._failing_since is None:
+            self._failing_since = now
+        self._attempts += 1
+        retry_in = backoff_delay(
+            self._attempts, self._settings.poll_interval, self._settings.max_backoff, self._rng
+        )
+        # Reschedule before publishing: whoever sees the message sees the new timer.
+        if self._ticker is not None:
+            self._ticker.set_interval(retry_in)
+        if self._attempts == 1:
+            logger.warning("GoCD is unavailable: %s; polling again in %.0fs", error, retry_in)
+        else:
+            logger.info(
+                "GoCD still unavailable after %d polls: %s; polling again in %.0fs",
+                self._attempts,
+                error,
+                retry_in,
+            )
+        self._publisher.publish(
+            GoCDUnavailable(
+                reason=str(error), since=self._failing_since, attempts=self._attempts, retry_in=retry_in
+            )
+        )
+
+    def _change(self, action: str, uuid: str) -> None:
+        if self._dry_run and action != "read":
+            logger.info("Dry run: would %s agent %s", action, uuid)
+            return
+        outcome: Any
+        try:
+            if action == "enable":
+                outcome = AgentEnabled(self._client.enable_agent(uuid))
+            elif action == "disable":
+                outcome = AgentDisabled(self._client.disable_agent(uuid))
+            elif action == "read":
+                outcome = AgentRead(self._client.agent(uuid))
+            else:
+                self._client.delete_agent(uuid)
+                outcome = AgentDeleted(uuid)
+        except GoCDNotFound:
+            logger.info("GoCD does not know agent %s (%s)", uuid, action)
+            outcome = AgentNotFound(uuid=uuid, action=action)
+        except GoCDUnprocessable as e:
+            if action == "delete" and e.status in DELETE_REFUSED_STATUSES:
+                logger.info("GoCD refused to delete agent %s: %s", uuid, e)
+                outcome = AgentDeleteRefused(uuid=uuid, reason=str(e))
+            else:
+                outcome = self._change_failed(action, uuid, e)
+        except GoCDError as e:
+            outcome = self._change_failed(action, uuid, e)
+        else:
+            if action != "read":
+                logger.info("%sd GoCD agent %s", action.capitalize(), uuid)
+        self._publisher.publish(outcome)
+
+    @staticmethod
+    def _change_failed(action: str, uuid: str, error: GoCDError) -> AgentChangeFailed:
+        logger.warning("Cannot %s GoCD agent %s: %s", action, uuid, error)
+        return AgentChangeFailed(uuid=uuid, action=action, reason=str(error), status=error.status)

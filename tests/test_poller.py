@@ -1,0 +1,301 @@
+"""The GoCD poller: without a thread (fake client, recording ref) and as a real actor on the simulator."""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import pytest
+
+from actors.clock import ManualClock
+from actors.exceptions import GoCDConnectionError, GoCDNotFound, GoCDServerError, GoCDUnprocessable
+from actors.messages import (
+    AgentChangeFailed,
+    AgentDeleted,
+    AgentDeleteRefused,
+    AgentDisabled,
+    AgentEnabled,
+    AgentNotFound,
+    AgentRead,
+    BacklogSnapshot,
+    DeleteAgent,
+    DisableAgent,
+    EnableAgent,
+    GoAgent,
+    GoCDUnavailable,
+    Poll,
+    ReadAgent,
+    ScheduledJob,
+    Subscribe,
+)
+from actors.poller import GoCDPoller, backoff_delay
+from actors.sim.gocd import GoCDSimulator
+from tests.conftest import RecordingRef
+from tests.gocd_support import PASSWORD, no_secrets_in_logs, settings  # noqa: F401 (autouse fixture)
+
+JOB = ScheduledJob(
+    locator="app/1/build/1/job",
+    pipeline="app",
+    pipeline_counter=1,
+    stage="build",
+    stage_counter=1,
+    name="job",
+)
+AGENT = GoAgent(uuid="u1", hostname="a1", config_state="Enabled", agent_state="Idle")
+
+
+class FakeClient:
+    """Stands in for GoCDClient: canned answers, or errors to raise, per call."""
+
+    base_url = "http://gocd.test/go"
+
+    def __init__(self) -> None:
+        self.jobs: tuple | Exception = (JOB,)
+        self.agents_: tuple | Exception = (AGENT,)
+        self.errors: dict[str, Exception] = {}
+        self.calls: list[tuple[str, str]] = []
+        self.closed = False
+
+    def scheduled_jobs(self):
+        if isinstance(self.jobs, Exception):
+            raise self.jobs
+        return self.jobs
+
+    def with_elastic_profiles(self, jobs):
+        return tuple(jobs)
+
+    def agents(self):
+        if isinstance(self.agents_, Exception):
+            raise self.agents_
+        return self.agents_
+
+    def server_version(self):
+        return "25.1.0"
+
+    def _change(self, action, uuid, result):
+        self.calls.append((action, uuid))
+        if action in self.errors:
+            raise self.errors[action]
+        return result
+
+    def enable_agent(self, uuid):
+        return self._change("enable", uuid, AGENT)
+
+    def disable_agent(self, uuid):
+        return self._change("disable", uuid, AGENT)
+
+    def agent(self, uuid):
+        return self._change("read", uuid, AGENT)
+
+    def delete_agent(self, uuid):
+        return self._change("delete", uuid, "Deleted 1 agent(s).")
+
+    def close(self):
+        self.closed = True
+
+
+def _poller(clock, recorder, client=None, **kw):
+    return GoCDPoller(
+        settings=settings("http://gocd.test/go"),
+        clock=clock,
+        subscribers=(recorder,),
+        client=client or FakeClient(),
+        rng=random.Random(7),
+        **kw,
+    )
+
+
+# --- pure ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("attempts", "low", "high"),
+    [
+        (1, 15.0, 20.0),
+        (2, 30.0, 40.0),
+        (3, 60.0, 80.0),
+        (4, 120.0, 160.0),
+        (5, 225.0, 300.0),
+        (40, 225.0, 300.0),
+    ],
+)
+def test_backoff_delay_doubles_with_jitter_up_to_the_ceiling(attempts, low, high):
+    rng = random.Random(attempts)
+    delays = [backoff_delay(attempts, 10.0, 300.0, rng) for _ in range(50)]
+    assert all(low <= d <= high for d in delays)
+    assert len(set(delays)) > 1
+
+
+def test_backoff_delay_is_never_below_the_interval():
+    assert backoff_delay(1, 10.0, 5.0, random.Random(1)) == 10.0
+
+
+# --- without a thread ---------------------------------------------------------------------
+
+
+def test_poll_publishes_one_snapshot(clock, recorder):
+    poller = _poller(clock, recorder)
+    poller.on_receive(Poll())
+    assert recorder.messages == [
+        BacklogSnapshot(jobs=(JOB,), agents=(AGENT,), fetched_at=clock.now(), server_version="25.1.0")
+    ]
+
+
+def test_failures_back_off_and_recover(clock, recorder, caplog):
+    client = FakeClient()
+    poller = _poller(clock, recorder, client)
+    client.jobs = GoCDServerError(
+        "GET http://gocd.test/go/api/feed/jobs/scheduled.xml failed: 500", status=500
+    )
+    started = clock.now()
+    poller.on_receive(Poll())
+    clock.advance(20)
+    poller.on_receive(Poll())
+    first, second = recorder.of(GoCDUnavailable)
+    assert (first.since, first.attempts) == (started, 1)
+    assert (second.since, second.attempts) == (started, 2)
+    assert "500" in first.reason
+    assert 10 < first.retry_in < second.retry_in <= 300
+    client.jobs = (JOB,)
+    with caplog.at_level(logging.INFO, logger="actors.poller"):
+        poller.on_receive(Poll())
+    assert isinstance(recorder.messages[-1], BacklogSnapshot)
+    assert "answers again after 2 failed polls" in caplog.text
+    client.jobs = GoCDConnectionError("refused")
+    poller.on_receive(Poll())
+    assert recorder.messages[-1].attempts == 1
+
+
+def test_a_partial_result_is_never_published(clock, recorder):
+    client = FakeClient()
+    client.agents_ = GoCDConnectionError("GET http://gocd.test/go/api/agents failed: connection reset")
+    _poller(clock, recorder, client).on_receive(Poll())
+    assert recorder.of(BacklogSnapshot) == []
+    assert len(recorder.of(GoCDUnavailable)) == 1
+
+
+@pytest.mark.parametrize(
+    ("message", "action", "outcome"),
+    [
+        (EnableAgent("u1"), "enable", AgentEnabled(AGENT)),
+        (DisableAgent("u1"), "disable", AgentDisabled(AGENT)),
+        (ReadAgent("u1"), "read", AgentRead(AGENT)),
+        (DeleteAgent("u1"), "delete", AgentDeleted("u1")),
+    ],
+)
+def test_agent_changes(clock, recorder, message, action, outcome):
+    client = FakeClient()
+    _poller(clock, recorder, client).on_receive(message)
+    assert client.calls == [(action, "u1")]
+    assert recorder.messages == [outcome]
+
+
+@pytest.mark.parametrize(
+    ("message", "error", "outcome"),
+    [
+        (DisableAgent("u1"), GoCDNotFound("gone", status=404), AgentNotFound("u1", "disable")),
+        (DeleteAgent("u1"), GoCDNotFound("gone", status=404), AgentNotFound("u1", "delete")),
+        (DeleteAgent("u1"), GoCDUnprocessable("building", status=422), AgentDeleteRefused("u1", "building")),
+        (DeleteAgent("u1"), GoCDUnprocessable("building", status=406), AgentDeleteRefused("u1", "building")),
+        (
+            DeleteAgent("u1"),
+            GoCDUnprocessable("odd", status=400),
+            AgentChangeFailed("u1", "delete", "odd", 400),
+        ),
+        (
+            EnableAgent("u1"),
+            GoCDUnprocessable("bad", status=422),
+            AgentChangeFailed("u1", "enable", "bad", 422),
+        ),
+        (
+            EnableAgent("u1"),
+            GoCDServerError("maintenance", status=503),
+            AgentChangeFailed("u1", "enable", "maintenance", 503),
+        ),
+        (ReadAgent("u1"), GoCDConnectionError("refused"), AgentChangeFailed("u1", "read", "refused", None)),
+    ],
+)
+def test_agent_change_failures(clock, recorder, message, error, outcome):
+    client = FakeClient()
+    action = {EnableAgent: "enable", DisableAgent: "disable", ReadAgent: "read", DeleteAgent: "delete"}[
+        type(message)
+    ]
+    client.errors[action] = error
+    _poller(clock, recorder, client).on_receive(message)
+    assert recorder.messages == [outcome]
+
+
+def test_dry_run_logs_changes_and_sends_none(clock, recorder, caplog):
+    client = FakeClient()
+    poller = _poller(clock, recorder, client, dry_run=True)
+    with caplog.at_level(logging.INFO, logger="actors.poller"):
+        for message in (EnableAgent("u1"), DisableAgent("u2"), DeleteAgent("u3")):
+            poller.on_receive(message)
+        poller.on_receive(ReadAgent("u4"))
+    assert client.calls == [("read", "u4")]
+    assert recorder.messages == [AgentRead(AGENT)]
+    assert "Dry run: would disable agent u2" in caplog.text
+    assert "Dry run: would delete agent u3" in caplog.text
+
+
+def test_subscribe_and_unknown_messages(clock, recorder):
+    poller = _poller(clock, RecordingRef())
+    poller.on_receive(Subscribe(recorder))
+    poller.on_receive(Poll())
+    assert len(recorder.of(BacklogSnapshot)) == 1
+    assert poller.on_receive("what?") is None
+
+
+# --- as a real actor against the simulator -------------------------------------------------
+
+
+@pytest.fixture
+def sim(clock: ManualClock):
+    sim = GoCDSimulator(clock=clock, username="admin", password=PASSWORD)
+    sim.start()
+    yield sim
+    sim.stop()
+
+
+def test_real_poller_polls_backs_off_and_recovers(sim, clock, recorder):
+    sim.schedule_jobs("app", resources=["linux"])
+    uuid = sim.add_agent("a1")
+    ref = GoCDPoller.start(
+        settings=settings(sim.url, username="admin", password=PASSWORD),
+        clock=clock,
+        subscribers=(recorder,),
+        rng=random.Random(3),
+    )
+    clock.advance(0)  # the first tick
+    (snapshot,) = recorder.wait_for(BacklogSnapshot)
+    assert [j.locator for j in snapshot.jobs] == ["app/1/build/1/job"]
+    assert [a.uuid for a in snapshot.agents] == [uuid]
+    assert snapshot.server_version == "25.1.0"
+
+    clock.advance(10)
+    recorder.wait_for(BacklogSnapshot, 2)
+
+    sim.inject_fault("status", status=500, count=2, path_prefix="/go/api/feed/")
+    clock.advance(10)
+    (down,) = recorder.wait_for(GoCDUnavailable)
+    assert (down.attempts, down.since) == (1, clock.now())
+    assert 10 < down.retry_in <= 20
+    clock.advance(down.retry_in)
+    second = recorder.wait_for(GoCDUnavailable, 2)[1]
+    assert second.attempts == 2
+    assert second.retry_in > down.retry_in
+    clock.advance(second.retry_in)
+    recorder.wait_for(BacklogSnapshot, 3)
+    clock.advance(10)  # back to the normal interval
+    recorder.wait_for(BacklogSnapshot, 4)
+
+    ref.tell(DisableAgent(uuid))
+    (disabled,) = recorder.wait_for(AgentDisabled)
+    assert disabled.agent.config_state == "Disabled"
+    ref.tell(DeleteAgent(uuid))
+    recorder.wait_for(AgentDeleted)
+    ref.tell(ReadAgent(uuid))
+    assert recorder.wait_for(AgentNotFound) == [AgentNotFound(uuid, "read")]
+
+    ref.stop(timeout=10)
+    assert clock.pending() == 0  # the ticker went with it
