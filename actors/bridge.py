@@ -1,0 +1,380 @@
+"""MesosBridge: the only caller of the Mesos driver; launches and kills agent tasks.
+
+The bridge keeps a launch queue of requested agents, takes offers for them,
+declines the rest, and tells its subscribers (the registry) every task status.
+Which task goes into which offer and what a TaskInfo looks like are pure
+functions in :mod:`actors.offers`; the driver's callbacks reach the bridge as
+messages through :class:`~actors.scheduler.SchedulerAdapter`.
+
+Accepted: :class:`~actors.messages.LaunchAgents`,
+:class:`~actors.messages.KillAgent`, :class:`~actors.messages.ReconcileTasks`,
+:class:`~actors.messages.Subscribe`, and from the adapter
+:class:`~actors.messages.MesosRegistered`, ``MesosDisconnected``,
+``MesosOffersReceived``, ``MesosOfferRescinded``, ``MesosStatusReceived``,
+``MesosAgentLost``, ``MesosExecutorLost``, ``MesosErrorReceived``.
+
+Published: :class:`~actors.messages.TaskUpdate` (every status, and TASK_KILLED
+for a task killed while still queued), :class:`~actors.messages.TaskLaunched`,
+:class:`~actors.messages.FrameworkRegistered`,
+:class:`~actors.messages.FrameworkDisconnected`,
+:class:`~actors.messages.FrameworkError`.
+
+The framework id is persisted in ``<state dir>/framework_id`` and the bridge
+resubscribes with it, so a restarted daemon gets its running agents back.
+After every (re)subscription it reconciles every task it knows (explicitly)
+and then implicitly, to learn of tasks it does not know. It acknowledges an
+update only after forwarding it. It SUPPRESSes offers while nothing is queued
+and REVIVEs when something is. On stop the driver stops with failover: Mesos
+keeps the agents running until ``failover_timeout``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+from collections.abc import Callable
+from typing import Any
+
+from actors import offers as decide
+from actors import state
+from actors.base import BaseActor, Publisher
+from actors.clock import Clock
+from actors.config import AgentSettings, MesosSettings, Profile
+from actors.driver import driver_factory as default_driver_factory
+from actors.messages import (
+    FrameworkDisconnected,
+    FrameworkError,
+    FrameworkRegistered,
+    KillAgent,
+    LaunchAgents,
+    MesosAgentLost,
+    MesosDisconnected,
+    MesosErrorReceived,
+    MesosExecutorLost,
+    MesosOfferRescinded,
+    MesosOffersReceived,
+    MesosRegistered,
+    MesosStatusReceived,
+    ReconcileTasks,
+    Subscribe,
+    TaskLaunched,
+    TaskUpdate,
+)
+from actors.scheduler import SchedulerAdapter
+
+__all__ = ["FRAMEWORK_ID_FILE", "MesosBridge"]
+
+logger = logging.getLogger(__name__)
+
+#: File in the state dir holding the framework id.
+FRAMEWORK_ID_FILE = "framework_id"
+#: Seconds on_stop waits for the driver's thread.
+DRIVER_JOIN_TIMEOUT = 5.0
+
+
+class MesosBridge(BaseActor):
+    """Launch queue, offer matching and task status forwarding (see the module doc)."""
+
+    def __init__(
+        self,
+        *,
+        mesos: MesosSettings,
+        agents: AgentSettings,
+        profiles: tuple[Profile, ...],
+        state_dir: str,
+        clock: Clock,
+        subscribers: tuple[Any, ...] = (),
+        driver_factory: Callable[[Any, dict[str, Any]], Any] | None = None,
+        dry_run: bool = False,
+        stop_hook: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__(stop_hook=stop_hook)
+        self._mesos = mesos
+        self._agents = agents
+        self._profiles = {p.name: p for p in profiles}
+        self._id_file = os.path.join(state_dir, FRAMEWORK_ID_FILE)
+        self._clock = clock
+        self._publisher = Publisher(subscribers)
+        # Built here, in the caller's (main) thread: pymesos must be imported there.
+        self._driver_factory = driver_factory or default_driver_factory(mesos, clock)
+        self._dry_run = dry_run
+        self._driver: Any = None
+        #: Framework id, persisted; None until the first subscription.
+        self._framework_id: str | None = state.read_text(self._id_file) or None
+        self._connected = False
+        self._suppressed = False
+        #: Tasks waiting for an offer, in request order (task id -> task).
+        self._queue: dict[str, decide.QueuedTask] = {}
+        #: Tasks launched or reported by Mesos and not yet terminal: task id -> profile name.
+        self._tasks: dict[str, str] = {}
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def on_start(self) -> None:
+        self._start_driver()
+
+    def on_stop(self) -> None:
+        self._stop_driver()
+
+    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
+        self._stop_driver()
+        super().on_failure(exception_type, exception_value, traceback)
+
+    def _start_driver(self) -> None:
+        framework = decide.framework_info(self._mesos, self._framework_id)
+        self._driver = self._driver_factory(SchedulerAdapter(self.actor_ref), framework)
+        logger.info(
+            "Subscribing to Mesos (%s) as %s%s",
+            ", ".join(self._mesos.masters),
+            self._mesos.framework_name,
+            f", framework id {self._framework_id}" if self._framework_id else "",
+        )
+        self._driver.start()
+
+    def _stop_driver(self) -> None:
+        driver, self._driver = self._driver, None
+        if driver is None:
+            return
+        try:
+            # failover=True: the framework and every agent task outlive us.
+            driver.stop(failover=True)
+            driver.join(DRIVER_JOIN_TIMEOUT) if _joins_with_timeout(driver) else driver.join()
+        except Exception:
+            logger.exception("Stopping the Mesos driver failed")
+
+    # --- messages --------------------------------------------------------------------
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, LaunchAgents):
+            self._launch(message)
+        elif isinstance(message, KillAgent):
+            self._kill(message.task_id)
+        elif isinstance(message, ReconcileTasks):
+            self._remember(message)
+        elif isinstance(message, MesosOffersReceived):
+            self._offers(message)
+        elif isinstance(message, MesosStatusReceived):
+            self._status(message)
+        elif isinstance(message, MesosRegistered):
+            self._registered(message)
+        elif isinstance(message, MesosDisconnected):
+            self._disconnected()
+        elif isinstance(message, MesosOfferRescinded):
+            logger.debug("Offer %s rescinded", message.offer_id)
+        elif isinstance(message, MesosAgentLost):
+            logger.warning("Mesos agent %s lost; its tasks will be reported lost", message.agent_id)
+        elif isinstance(message, MesosExecutorLost):
+            logger.warning(
+                "Executor %s on %s exited with %s", message.executor_id, message.agent_id, message.exit_status
+            )
+        elif isinstance(message, MesosErrorReceived):
+            self._error(message)
+        elif isinstance(message, Subscribe):
+            self._publisher.add(message.subscriber)
+        else:
+            return super().on_receive(message)
+        return None
+
+    def _launch(self, message: LaunchAgents) -> None:
+        profile = self._profiles.get(message.profile)
+        now = self._clock.now()
+        if profile is None:
+            logger.error("Cannot launch %d agents: no profile %r", message.count, message.profile)
+            for task_id in message.task_ids:
+                self._publisher.publish(
+                    TaskUpdate(task_id, "TASK_ERROR", now, message=f"Unknown profile {message.profile!r}")
+                )
+            return
+        added = 0
+        for task_id in message.task_ids:
+            if task_id in self._queue or task_id in self._tasks:
+                logger.warning("Task %s is already queued or running; not launched twice", task_id)
+                continue
+            self._queue[task_id] = decide.QueuedTask(task_id, profile)
+            added += 1
+        if added:
+            logger.info("Queued %d agents of profile %s (%d waiting)", added, profile.name, len(self._queue))
+            # REVIVE also clears our decline filters: the new tasks may fit declined agents.
+            self._call("reviveOffers")
+            self._suppressed = False
+
+    def _kill(self, task_id: str) -> None:
+        queued = self._queue.pop(task_id, None)
+        if queued is not None:
+            logger.info("Dropped %s from the launch queue", task_id)
+            self._publisher.publish(
+                TaskUpdate(
+                    task_id,
+                    "TASK_KILLED",
+                    self._clock.now(),
+                    message="Killed before launch (was still queued)",
+                    profile=queued.profile.name,
+                )
+            )
+            self._maybe_suppress()
+            return
+        if self._dry_run:
+            logger.info("Dry run: would kill task %s", task_id)
+            return
+        logger.info("Killing task %s", task_id)
+        self._call("killTask", {"value": task_id})
+
+    def _remember(self, message: ReconcileTasks) -> None:
+        for task_id, profile in message.tasks:
+            if task_id not in self._queue:
+                self._tasks[task_id] = profile or self._tasks.get(task_id, "")
+        if self._connected and message.tasks:
+            self._call("reconcileTasks", [{"task_id": {"value": t}} for t, _ in message.tasks])
+
+    def _offers(self, message: MesosOffersReceived) -> None:
+        refuse = decide.filters(self._mesos.refuse_seconds)
+        placements, _ = decide.pack(tuple(self._queue.values()), message.offers, self._mesos.role)
+        used = {p.offer.id for p in placements}
+        for placement in placements:
+            offer = placement.offer
+            if self._dry_run:
+                logger.info(
+                    "Dry run: would launch %d agents (%s) on %s",
+                    len(placement.tasks),
+                    ", ".join(t.task_id for t, _ in placement.tasks),
+                    offer.hostname,
+                )
+                for task, _ in placement.tasks:
+                    del self._queue[task.task_id]
+                    self._publisher.publish(
+                        TaskUpdate(
+                            task.task_id,
+                            "TASK_DROPPED",
+                            self._clock.now(),
+                            message="Dry run: not launched",
+                            profile=task.profile.name,
+                        )
+                    )
+                used.discard(offer.id)
+                continue
+            infos = [
+                decide.build_task_info(
+                    task,
+                    agent_id=offer.agent_id,
+                    resources=resources,
+                    agents=self._agents,
+                    framework_name=self._mesos.framework_name,
+                )
+                for task, resources in placement.tasks
+            ]
+            logger.info("Launching %d agents on %s", len(infos), offer.hostname)
+            if not self._call("launchTasks", [{"value": offer.id}], infos, refuse):
+                continue  # the tasks stay queued; the offer is gone with the failed call
+            for task, _ in placement.tasks:
+                del self._queue[task.task_id]
+                self._tasks[task.task_id] = task.profile.name
+                self._publisher.publish(
+                    TaskLaunched(task.task_id, task.profile.name, offer.agent_id, offer.hostname)
+                )
+        unused = [{"value": o.id} for o in message.offers if o.id not in used]
+        if unused:
+            logger.debug("Declining %d offers for %gs", len(unused), self._mesos.refuse_seconds)
+            self._call("declineOffer", unused, refuse)
+        self._maybe_suppress()
+
+    def _status(self, message: MesosStatusReceived) -> None:
+        status = message.status
+        labels = dict(status.labels)
+        profile = labels.get(decide.LABEL_PROFILE) or self._tasks.get(status.task_id, "")
+        update = TaskUpdate(
+            task_id=status.task_id,
+            state=status.state,
+            received_at=self._clock.now(),
+            reason=status.reason,
+            message=status.message,
+            source=status.source,
+            agent_id=status.agent_id,
+            profile=profile,
+        )
+        logger.debug("Task %s is %s (%s)", status.task_id, status.state, status.reason or status.source)
+        if update.is_terminal:
+            self._tasks.pop(status.task_id, None)
+        elif status.task_id not in self._queue:
+            self._tasks[status.task_id] = profile
+        self._publisher.publish(update)
+        if status.uuid:
+            self._call("acknowledgeStatusUpdate", decide.status_dict(status))
+
+    def _registered(self, message: MesosRegistered) -> None:
+        self._connected = True
+        if message.framework_id and message.framework_id != self._framework_id:
+            self._framework_id = message.framework_id
+            try:
+                state.write_text(self._id_file, message.framework_id + "\n")
+            except OSError as e:
+                logger.error("Cannot save the framework id in %s: %s", self._id_file, e)
+        logger.info(
+            "%s with Mesos master %s as framework %s",
+            "Re-registered" if message.reregistered else "Registered",
+            message.master or "?",
+            message.framework_id,
+        )
+        self._publisher.publish(
+            FrameworkRegistered(message.framework_id, message.reregistered, message.master)
+        )
+        if self._tasks:
+            self._call("reconcileTasks", [{"task_id": {"value": t}} for t in sorted(self._tasks)])
+        self._call("reconcileTasks", [])
+        # A (re)subscription starts unsuppressed.
+        self._suppressed = False
+        if self._queue:
+            self._call("reviveOffers")
+        else:
+            self._maybe_suppress()
+
+    def _disconnected(self) -> None:
+        self._connected = False
+        logger.warning("Disconnected from the Mesos master; the driver resubscribes")
+        self._publisher.publish(FrameworkDisconnected(since=self._clock.now()))
+
+    def _error(self, message: MesosErrorReceived) -> None:
+        text = message.message
+        if "has been removed" in text:
+            # Our framework id is dead (failover timeout passed, or torn down): Mesos
+            # killed its tasks. Register afresh; reconciliation reports the old tasks lost.
+            logger.error(
+                "Mesos removed framework %s (%s); registering a new framework", self._framework_id, text
+            )
+            self._publisher.publish(FrameworkError(text, fatal=False))
+            self._stop_driver()
+            self._framework_id = None
+            state.remove(self._id_file)
+            self._connected = False
+            self._start_driver()
+            return
+        fatal = message.driver_stopped
+        logger.error("Mesos error: %s", text)
+        self._publisher.publish(FrameworkError(text, fatal=fatal))
+        if fatal and self._stop_hook is not None:
+            self._stop_hook(f"Mesos driver stopped: {text}")
+
+    # --- helpers ---------------------------------------------------------------------
+
+    def _maybe_suppress(self) -> None:
+        if not self._queue and not self._suppressed and self._connected and self._call("suppressOffers"):
+            self._suppressed = True
+
+    def _call(self, method: str, *args: Any) -> bool:
+        """Call the driver; a failure is logged (the driver recovers on its own)."""
+        if self._driver is None:
+            return False
+        try:
+            getattr(self._driver, method)(*args)
+            return True
+        except Exception as e:
+            logger.warning("Mesos %s failed: %s", method, e)
+            return False
+
+
+def _joins_with_timeout(driver: Any) -> bool:
+    """pymesos's join() takes no timeout; ours does."""
+    try:
+        return "timeout" in inspect.signature(driver.join).parameters
+    except (TypeError, ValueError):
+        return False
