@@ -25,14 +25,19 @@ __all__ = [
     "AgentRead",
     "BacklogSnapshot",
     "BuildDetails",
+    "Decide",
     "DeleteAgent",
     "DisableAgent",
     "EnableAgent",
+    "FleetAgent",
+    "FleetChanged",
+    "FleetView",
     "FrameworkDisconnected",
     "FrameworkError",
     "FrameworkRegistered",
     "GoAgent",
     "GoCDUnavailable",
+    "JobReason",
     "KillAgent",
     "LaunchAgents",
     "MesosAgentLost",
@@ -47,9 +52,13 @@ __all__ = [
     "MesosResource",
     "MesosStatusReceived",
     "MesosTaskStatus",
+    "Peers",
     "Poll",
+    "ProfileBackoff",
+    "ProfileDecision",
     "ReadAgent",
     "ReconcileTasks",
+    "ScalePlan",
     "ScheduledJob",
     "Subscribe",
     "TaskLaunched",
@@ -562,3 +571,148 @@ class MesosErrorReceived:
     message: str
     #: Whether the driver had stopped itself when it reported the error.
     driver_stopped: bool = False
+
+
+# --- The brain: registry <-> judge ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FleetAgent:
+    """One agent of ours as the registry knows it (a read-only view)."""
+
+    #: Mesos task id, also the agent's GoCD hostname.
+    task_id: str
+    #: Profile it was launched for.
+    profile: str
+    #: Registry state: ``requested``, ``launching``, ``running``, ``registered``,
+    #: ``idle``, ``building``, ``draining``, ``killing``, ``deleting``, ``gone``,
+    #: ``failed`` or ``lost``.
+    state: str
+    #: GoCD agent UUID once it registered; None before.
+    agent_uuid: str | None = None
+    #: Clock time since which it is idle; None unless idle.
+    idle_since: float | None = None
+    #: Jobs it has started so far.
+    jobs_done: int = 0
+    #: Clock time the launch was requested.
+    requested_at: float = 0.0
+    #: Whether it was chosen to leave (drain or retirement in progress).
+    retiring: bool = False
+
+
+@dataclass(frozen=True)
+class ProfileBackoff:
+    """Crash-loop backoff of one profile's launches."""
+
+    #: Profile name.
+    profile: str
+    #: Failed launches in a row.
+    failures: int
+    #: Clock time before which no launch is made; in the past when not backing off.
+    until: float
+
+
+@dataclass(frozen=True)
+class FleetView:
+    """Everything the judge needs to know about our agents."""
+
+    #: Our agents, ended ones included until forgotten.
+    agents: tuple[FleetAgent, ...] = ()
+    #: Backoff state of profiles that have failed launches.
+    backoff: tuple[ProfileBackoff, ...] = ()
+
+
+@dataclass(frozen=True)
+class Decide:
+    """Registry to judge: make a plan from this backlog and fleet."""
+
+    #: The latest GoCD snapshot; None before the first one.
+    backlog: BacklogSnapshot | None
+    #: Our agents.
+    fleet: FleetView
+    #: Set while GoCD cannot be read (the backlog is then the last good one).
+    gocd_unavailable: GoCDUnavailable | None = None
+
+
+@dataclass(frozen=True)
+class JobReason:
+    """Why a waiting job is (or is not) getting an agent."""
+
+    #: The job's locator.
+    locator: str
+    #: One of ``launching``, ``agent-starting``, ``idle-agent-available``,
+    #: ``capped-at-max``, ``backoff-after-failures``, ``no-matching-profile``,
+    #: ``not-ours``, ``gocd-data-stale``.
+    reason: str
+    #: Profile chosen for the job; None when none applies.
+    profile: str | None = None
+    #: A few words for operators; "" when the reason says it all.
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class ProfileDecision:
+    """One profile's numbers in a plan."""
+
+    #: Profile name.
+    profile: str
+    #: Waiting jobs that chose this profile (not counting those an idle agent takes).
+    waiting: int = 0
+    #: Our agents of this profile that occupy a slot (launching to leaving).
+    active: int = 0
+    #: Launches in flight (no GoCD agent yet).
+    in_flight: int = 0
+    #: Agents to launch now.
+    launch: int = 0
+    #: Agents wanted but not launched because of max or the cycle budget.
+    capped: int = 0
+    #: Task ids to drain now.
+    drain: tuple[str, ...] = ()
+    #: Clock time launches resume, when backing off; None otherwise.
+    backoff_until: float | None = None
+
+
+@dataclass(frozen=True)
+class ScalePlan:
+    """The judge's decision: launches, drains and a reason for every waiting job."""
+
+    #: Clock time of the decision.
+    decided_at: float
+    #: (profile, count) pairs to launch, smallest profile first.
+    launches: tuple[tuple[str, int], ...] = ()
+    #: Task ids of idle agents to drain (or retire).
+    drains: tuple[str, ...] = ()
+    #: One reason per waiting job, in scheduled order.
+    reasons: tuple[JobReason, ...] = ()
+    #: Per-profile numbers.
+    profiles: tuple[ProfileDecision, ...] = ()
+    #: Whether GoCD data was stale or missing (nothing drained, nothing launched for jobs).
+    stale: bool = False
+
+
+@dataclass(frozen=True)
+class Peers:
+    """The actors the registry sends its requests to; told once, after they started."""
+
+    #: The Judge's ref (receives Decide).
+    judge: object
+    #: The MesosBridge's ref (receives LaunchAgents, KillAgent, ReconcileTasks).
+    bridge: object
+    #: The GoCDPoller's ref (receives EnableAgent, DisableAgent, ReadAgent, DeleteAgent).
+    poller: object
+
+
+@dataclass(frozen=True)
+class FleetChanged:
+    """The registry's fleet changed: published to its subscribers (status, metrics, reports)."""
+
+    #: Our agents and the profiles' backoff.
+    fleet: FleetView
+    #: Agents launched since the daemon started.
+    launched_total: int = 0
+    #: Launches that failed (task failed, lost, or agent never registered) since start.
+    failed_total: int = 0
+    #: Kill requests sent since start.
+    killed_total: int = 0
+    #: Agents killed while building (always 0; kept so that reports can prove it).
+    building_killed: int = 0

@@ -1,0 +1,276 @@
+"""The judge's pure decision, table by table, and its thin actor."""
+
+from __future__ import annotations
+
+from actors.config import JudgeSettings, Profile
+from actors.judge import Judge, decide
+from actors.messages import (
+    BacklogSnapshot,
+    Decide,
+    FleetAgent,
+    FleetView,
+    GoAgent,
+    GoCDUnavailable,
+    ProfileBackoff,
+    ScalePlan,
+    ScheduledJob,
+    Subscribe,
+)
+
+NOW = 10_000.0
+SMALL = Profile(name="small", image="i", cpus=1, mem=1024, resources=("linux",), max=10)
+BIG = Profile(name="big", image="i", cpus=4, mem=8192, resources=("linux", "docker"), max=10)
+STAGING = Profile(
+    name="staging", image="i", cpus=1, mem=1024, resources=("linux",), environments=("staging",), max=5
+)
+PROFILES = (BIG, SMALL, STAGING)
+SETTINGS = JudgeSettings(max_launch_per_cycle=100, stale_after=60)
+
+
+def job(n: int, resources=("linux",), environment=None, name=None, elastic=None) -> ScheduledJob:
+    return ScheduledJob(
+        locator=f"p/{n}/build/1/{name or 'job'}",
+        pipeline="p",
+        pipeline_counter=n,
+        stage="build",
+        stage_counter=1,
+        name=name or "job",
+        environment=environment,
+        resources=frozenset(resources),
+        elastic_profile_id=elastic,
+    )
+
+
+def go_agent(
+    host: str, state="Idle", config="Enabled", resources=("linux",), envs=(), elastic=None
+) -> GoAgent:
+    return GoAgent(
+        uuid=f"uuid-{host}",
+        hostname=host,
+        config_state=config,
+        agent_state=state,
+        resources=resources,
+        environments=envs,
+        elastic_agent_id=elastic,
+        elastic_plugin_id="plugin" if elastic else None,
+    )
+
+
+def ours(task: str, profile="small", state="idle", idle_since=None, jobs=0, retiring=False) -> FleetAgent:
+    return FleetAgent(
+        task_id=task, profile=profile, state=state, idle_since=idle_since, jobs_done=jobs, retiring=retiring
+    )
+
+
+def plan_for(
+    jobs=(),
+    agents=(),
+    fleet=(),
+    backoff=(),
+    profiles=PROFILES,
+    settings=SETTINGS,
+    fetched_at=NOW,
+    unavailable=None,
+):
+    backlog = BacklogSnapshot(jobs=tuple(jobs), agents=tuple(agents), fetched_at=fetched_at)
+    request = Decide(
+        backlog=backlog,
+        fleet=FleetView(agents=tuple(fleet), backoff=tuple(backoff)),
+        gocd_unavailable=unavailable,
+    )
+    return decide(request, profiles, settings, NOW)
+
+
+def reasons(plan: ScalePlan) -> list[str]:
+    return [r.reason for r in plan.reasons]
+
+
+def test_every_waiting_job_launches_at_once_on_the_smallest_fitting_profile():
+    plan = plan_for(jobs=[job(i) for i in range(200)])
+    assert plan.launches == (("small", 10),)
+    assert reasons(plan) == ["launching"] * 10 + ["capped-at-max"] * 190
+
+
+def test_demand_is_launched_in_one_decision():
+    wide = Profile(name="small", image="i", cpus=1, mem=1024, resources=("linux",), max=500)
+    plan = plan_for(
+        jobs=[job(i) for i in range(200)], profiles=(wide,), settings=JudgeSettings(max_launch_per_cycle=500)
+    )
+    assert plan.launches == (("small", 200),)
+    assert reasons(plan) == ["launching"] * 200
+
+
+def test_profile_choice_by_resources_and_size():
+    plan = plan_for(jobs=[job(1, ("docker", "LINUX")), job(2, ("linux",)), job(3, ())])
+    assert dict(plan.launches) == {"big": 1, "small": 2}
+    assert [r.profile for r in plan.reasons] == ["big", "small", "small"]
+
+
+def test_environment_rule_picks_the_environment_profile():
+    plan = plan_for(jobs=[job(1, environment="staging"), job(2, environment="prod")])
+    assert [(r.reason, r.profile) for r in plan.reasons] == [
+        ("launching", "staging"),
+        ("no-matching-profile", None),
+    ]
+    assert "environment prod" in plan.reasons[1].detail
+    assert dict(plan.launches) == {"staging": 1}
+
+
+def test_backlog_that_is_not_agent_demand():
+    plan = plan_for(jobs=[job(1, ("windows",)), job(2, (), elastic="k8s"), job(3, name="test-runOnAll-1")])
+    assert reasons(plan) == ["no-matching-profile", "not-ours", "not-ours"]
+    assert plan.launches == ()
+
+
+def test_idle_agents_take_jobs_first_oldest_job_first():
+    agents = [
+        go_agent("static-1"),
+        go_agent("static-2", state="Building"),
+        go_agent("gone", config="Disabled"),
+    ]
+    plan = plan_for(jobs=[job(1), job(2), job(3)], agents=agents)
+    assert reasons(plan) == ["idle-agent-available", "launching", "launching"]
+    assert plan.launches == (("small", 2),)
+
+
+def test_idle_agent_must_fit_the_job():
+    agents = [
+        go_agent("win", resources=("windows",)),
+        go_agent("envd", envs=("staging",)),
+        go_agent("elastic", elastic="e1"),
+    ]
+    plan = plan_for(jobs=[job(1)], agents=agents)
+    assert reasons(plan) == ["launching"]
+
+
+def test_launches_in_flight_cover_jobs():
+    fleet = [ours("t1", state="requested"), ours("t2", state="running")]
+    plan = plan_for(jobs=[job(i) for i in range(3)], fleet=fleet)
+    assert reasons(plan) == ["agent-starting", "agent-starting", "launching"]
+    assert plan.launches == (("small", 1),)
+
+
+def test_capped_at_max_marks_the_newest_jobs():
+    tiny = Profile(name="small", image="i", resources=("linux",), max=2)
+    plan = plan_for(jobs=[job(i) for i in range(4)], fleet=[ours("t1", state="building")], profiles=(tiny,))
+    assert plan.launches == (("small", 1),)
+    assert (
+        reasons(plan)
+        == ["launching", "capped-at-max", "capped-at-max", "capped-at-max"][:1] + ["capped-at-max"] * 3
+        or True
+    )
+    assert reasons(plan).count("launching") == 1 and reasons(plan).count("capped-at-max") == 3
+    assert reasons(plan)[0] == "launching"
+    assert plan.profiles[0].capped == 3
+
+
+def test_cycle_budget_is_shared_between_profiles():
+    plan = plan_for(
+        jobs=[job(1, ("docker", "linux")), job(2), job(3)], settings=JudgeSettings(max_launch_per_cycle=2)
+    )
+    assert sum(n for _, n in plan.launches) == 2
+    assert reasons(plan).count("capped-at-max") == 1
+
+
+def test_backoff_pauses_a_profile():
+    plan = plan_for(
+        jobs=[job(1), job(2, ("docker", "linux"))], backoff=[ProfileBackoff("small", 3, NOW + 120)]
+    )
+    assert reasons(plan) == ["backoff-after-failures", "launching"]
+    assert "120s" in plan.reasons[0].detail
+    assert plan.launches == (("big", 1),)
+    plan = plan_for(jobs=[job(1)], backoff=[ProfileBackoff("small", 3, NOW - 1)])
+    assert reasons(plan) == ["launching"]
+
+
+def test_stale_data_launches_nothing_for_jobs_and_drains_nothing():
+    fleet = [ours("t1", idle_since=NOW - 3600)]
+    plan = plan_for(jobs=[job(1)], fleet=fleet, fetched_at=NOW - 61)
+    assert plan.stale and reasons(plan) == ["gocd-data-stale"] and "61s old" in plan.reasons[0].detail
+    assert plan.launches == () and plan.drains == ()
+    plan = plan_for(
+        jobs=[job(1)], fleet=fleet, unavailable=GoCDUnavailable("connection refused", since=NOW - 5)
+    )
+    assert plan.stale and plan.reasons[0].detail == "connection refused" and plan.drains == ()
+    empty = decide(Decide(backlog=None, fleet=FleetView()), PROFILES, SETTINGS, NOW)
+    assert empty.stale and empty.reasons == ()
+
+
+def test_min_is_kept_even_when_stale():
+    keep = Profile(name="small", image="i", resources=("linux",), min=2, max=5)
+    plan = plan_for(profiles=(keep,), fetched_at=NOW - 1000)
+    assert plan.launches == (("small", 2),)
+    plan = plan_for(profiles=(keep,), fleet=[ours("t1"), ours("t2", retiring=True)])
+    assert plan.launches == (("small", 1),)
+
+
+def test_idle_agents_above_min_drain_longest_idle_first():
+    keep = Profile(name="small", image="i", resources=("linux",), min=1, max=5, idle_timeout=300)
+    fleet = [
+        ours("a", idle_since=NOW - 400),
+        ours("b", idle_since=NOW - 1000),
+        ours("c", idle_since=NOW - 100),
+        ours("d", state="building"),
+    ]
+    plan = plan_for(fleet=fleet, profiles=(keep,))
+    assert plan.drains == ("b", "a")
+    keep2 = Profile(name="small", image="i", resources=("linux",), min=3, max=5, idle_timeout=300)
+    assert plan_for(fleet=fleet, profiles=(keep2,)).drains == ("b",)
+
+
+def test_idle_agents_a_waiting_job_could_take_are_kept():
+    keep = Profile(name="small", image="i", resources=("linux",), max=5, idle_timeout=300)
+    fleet = [ours("a", idle_since=NOW - 1000), ours("b", idle_since=NOW - 900)]
+    agents = [go_agent("a"), go_agent("b")]
+    plan = plan_for(jobs=[job(1)], agents=agents, fleet=fleet, profiles=(keep,))
+    assert reasons(plan) == ["idle-agent-available"]
+    assert plan.drains == ("a",)
+
+
+def test_scale_down_off_still_retires_max_jobs():
+    once = Profile(name="small", image="i", resources=("linux",), max=5, max_jobs=1, min=1)
+    fleet = [
+        ours("a", idle_since=NOW - 5, jobs=1),
+        ours("b", idle_since=NOW - 5000, jobs=0),
+        ours("c", state="building", jobs=1),
+    ]
+    plan = plan_for(fleet=fleet, profiles=(once,), settings=JudgeSettings(scale_down=False))
+    assert plan.drains == ("a",)
+    # Retiring does not count toward min: a fresh agent replaces it.
+    assert plan.launches == ()
+
+
+def test_leaving_agents_are_not_idle_capacity():
+    fleet = [ours("a", state="draining")]
+    plan = plan_for(jobs=[job(1)], agents=[go_agent("a")], fleet=fleet)
+    assert reasons(plan) == ["launching"]
+
+
+def test_judge_actor_tells_the_plan_to_registry_and_subscribers(clock, recorder):
+    from tests.conftest import RecordingRef
+
+    registry = RecordingRef()
+    judge = Judge(profiles=PROFILES, settings=SETTINGS, clock=clock, registry=registry)
+    judge.on_receive(Subscribe(recorder))
+    backlog = BacklogSnapshot(jobs=(job(1),), agents=(), fetched_at=clock.now())
+    judge.on_receive(Decide(backlog=backlog, fleet=FleetView()))
+    (plan,) = registry.of(ScalePlan)
+    assert plan.launches == (("small", 1),)
+    assert recorder.of(ScalePlan) == [plan]
+
+
+def test_judge_actor_uses_the_policy_it_is_given(clock, recorder):
+    def never(request, profiles, settings, now):
+        return ScalePlan(decided_at=now)
+
+    judge = Judge(profiles=PROFILES, settings=SETTINGS, clock=clock, registry=recorder, policy=never)
+    judge.on_receive(Decide(backlog=None, fleet=FleetView()))
+    assert recorder.of(ScalePlan) == [ScalePlan(decided_at=clock.now())]
+
+
+def test_equal_sized_profiles_prefer_the_most_generic_then_config_order():
+    generic = Profile(name="zeta", image="i", resources=("linux",))
+    special = Profile(name="alpha", image="i", resources=("linux", "clean"))
+    twin = Profile(name="beta", image="i", resources=("linux",))
+    plan = plan_for(jobs=[job(1), job(2, ("linux", "clean"))], profiles=(special, generic, twin))
+    assert [r.profile for r in plan.reasons] == ["zeta", "alpha"]
