@@ -1,0 +1,336 @@
+"""The AgentRegistry's state machine, driven by messages without a thread."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from actors.config import AgentSettings, JudgeSettings, Profile, Secret
+from actors.messages import (
+    AgentDeleted,
+    AgentDeleteRefused,
+    AgentDisabled,
+    AgentNotFound,
+    AgentRead,
+    BacklogSnapshot,
+    BuildDetails,
+    Decide,
+    DeleteAgent,
+    DisableAgent,
+    EnableAgent,
+    FleetChanged,
+    FrameworkRegistered,
+    GoAgent,
+    GoCDUnavailable,
+    KillAgent,
+    LaunchAgents,
+    Peers,
+    ReadAgent,
+    ReconcileTasks,
+    ScalePlan,
+    Subscribe,
+    TaskLaunched,
+    TaskUpdate,
+)
+from actors.registry import AgentRegistry
+from tests.conftest import RecordingRef
+
+PREFIX = "gocd-mesos-"
+LINUX = Profile(name="linux", image="i", resources=("linux",), max=10)
+ONCE = Profile(name="once", image="i", resources=("once",), max=10, max_jobs=1)
+AGENTS = AgentSettings(go_server_url="http://gocd/go", auto_register_key=Secret("k"), register_timeout=300)
+JUDGE = JudgeSettings(backoff_initial=30, backoff_max=600)
+
+
+class Harness:
+    def __init__(self, clock, tmp_path, dry_run=False):
+        self.clock = clock
+        self.dir = tmp_path
+        self.judge, self.bridge, self.poller, self.watcher = (
+            RecordingRef(),
+            RecordingRef(),
+            RecordingRef(),
+            RecordingRef(),
+        )
+        self.dry_run = dry_run
+        self.registry = self.make()
+
+    def make(self):
+        registry = AgentRegistry(
+            agents=AGENTS,
+            profiles=(LINUX, ONCE),
+            judge_settings=JUDGE,
+            state_dir=str(self.dir),
+            clock=self.clock,
+            poll_interval=10,
+            dry_run=self.dry_run,
+        )
+        registry.on_start()
+        registry.on_receive(Peers(judge=self.judge, bridge=self.bridge, poller=self.poller))
+        return registry
+
+    def send(self, message):
+        return self.registry.on_receive(message)
+
+    def plan(self, launches=(), drains=()):
+        self.send(ScalePlan(decided_at=self.clock.now(), launches=tuple(launches), drains=tuple(drains)))
+
+    def launch(self, profile="linux", count=1):
+        self.plan(launches=[(profile, count)])
+        return self.bridge.of(LaunchAgents)[-1].task_ids
+
+    def snapshot(self, *agents):
+        self.send(BacklogSnapshot(jobs=(), agents=tuple(agents), fetched_at=self.clock.now()))
+        # Answer the Decide so that the next snapshot asks again.
+        self.plan()
+
+    def task(self, task_id, state, reason="", profile="linux"):
+        self.send(
+            TaskUpdate(
+                task_id=task_id, state=state, received_at=self.clock.now(), reason=reason, profile=profile
+            )
+        )
+
+    def states(self):
+        return {a.task_id: a.state for a in self.registry.fleet().agents}
+
+
+def agent(task_id, state="Idle", config="Enabled", build=None, uuid=None) -> GoAgent:
+    return GoAgent(
+        uuid=uuid or f"uuid-{task_id}",
+        hostname=task_id,
+        config_state=config,
+        agent_state=state,
+        build_state="Building" if state == "Building" else "Idle",
+        build_details=BuildDetails("p", "s", "j", job_url=build) if build else None,
+    )
+
+
+@pytest.fixture
+def h(clock, tmp_path):
+    return Harness(clock, tmp_path)
+
+
+def test_launch_creates_persisted_records_before_telling_the_bridge(h):
+    (task_id,) = h.launch()
+    assert task_id.startswith(PREFIX + "linux-")
+    assert h.states() == {task_id: "requested"}
+    saved = json.loads((h.dir / "fleet.json").read_text())
+    assert [r["task_id"] for r in saved["records"]] == [task_id]
+    assert h.registry.launched_total == 1
+
+
+def test_lifecycle_to_idle_and_building_counts_jobs(h):
+    (t,) = h.launch()
+    h.send(TaskLaunched(task_id=t, profile="linux", agent_id="S1", hostname="node1"))
+    assert h.states()[t] == "launching"
+    h.task(t, "TASK_RUNNING")
+    assert h.states()[t] == "running"
+    h.snapshot(agent(t))
+    assert h.states()[t] == "idle"
+    (view,) = h.registry.fleet().agents
+    assert view.agent_uuid == f"uuid-{t}" and view.idle_since == h.clock.now()
+    h.snapshot(agent(t, "Building", build="p/1/s/1/j"))
+    h.snapshot(agent(t, "Building", build="p/1/s/1/j"))
+    h.snapshot(agent(t))
+    h.snapshot(agent(t, "Building", build="p/2/s/1/j"))
+    (view,) = h.registry.fleet().agents
+    assert view.state == "building" and view.jobs_done == 2
+
+
+def test_pending_agent_is_approved_with_a_clear_error(h, caplog):
+    (t,) = h.launch()
+    h.task(t, "TASK_RUNNING")
+    with caplog.at_level(logging.ERROR):
+        h.snapshot(agent(t, "Unknown", config="Pending"))
+        h.snapshot(agent(t, "Unknown", config="Pending"))
+    assert h.poller.of(EnableAgent) == [EnableAgent(uuid=f"uuid-{t}")]
+    assert "does not match the GoCD server's agentAutoRegisterKey" in caplog.text
+
+
+def test_safe_drain_disable_read_kill_delete(h):
+    (t,) = h.launch()
+    h.task(t, "TASK_RUNNING")
+    h.snapshot(agent(t))
+    h.plan(drains=[t])
+    assert h.poller.of(DisableAgent) == [DisableAgent(uuid=f"uuid-{t}")]
+    assert h.states()[t] == "draining"
+    h.send(AgentDisabled(agent=agent(t, config="Disabled")))
+    assert h.poller.of(ReadAgent) == [ReadAgent(uuid=f"uuid-{t}")]
+    assert h.bridge.of(KillAgent) == []
+    h.send(AgentRead(agent=agent(t, config="Disabled")))
+    assert h.bridge.of(KillAgent) == [KillAgent(task_id=t)]
+    assert h.states()[t] == "killing"
+    h.task(t, "TASK_KILLED")
+    assert h.poller.of(DeleteAgent) == [DeleteAgent(uuid=f"uuid-{t}")]
+    h.send(AgentDeleted(uuid=f"uuid-{t}"))
+    assert h.states() == {}
+
+
+def test_an_agent_that_took_a_job_during_the_drain_is_not_killed(h):
+    (t,) = h.launch()
+    h.task(t, "TASK_RUNNING")
+    h.snapshot(agent(t))
+    h.plan(drains=[t])
+    h.send(AgentDisabled(agent=agent(t, "Building", config="Disabled", build="p/1/s/1/j")))
+    h.send(AgentRead(agent=agent(t, "Building", config="Disabled", build="p/1/s/1/j")))
+    h.clock.advance(5)
+    h.snapshot(agent(t, "Building", config="Disabled", build="p/1/s/1/j"))
+    assert h.bridge.of(KillAgent) == []
+    h.clock.advance(5)
+    h.snapshot(agent(t, "Idle", config="Disabled"))
+    assert h.bridge.of(KillAgent) == [KillAgent(task_id=t)]
+
+
+def test_max_jobs_disables_the_agent_as_it_starts_its_last_job(h):
+    (t,) = h.launch("once")
+    h.task(t, "TASK_RUNNING", profile="once")
+    h.snapshot(agent(t))
+    h.snapshot(agent(t, "Building", build="p/1/s/1/j"))
+    assert h.poller.of(DisableAgent) == [DisableAgent(uuid=f"uuid-{t}")]
+    assert h.bridge.of(KillAgent) == []
+
+
+def test_failed_launches_back_off_exponentially_and_registration_resets(h):
+    (t1,) = h.launch()
+    h.task(t1, "TASK_FAILED", reason="REASON_CONTAINER_LAUNCH_FAILED")
+    (b,) = h.registry.fleet().backoff
+    assert (b.failures, b.until) == (1, h.clock.now() + 30)
+    (t2,) = h.launch()
+    h.task(t2, "TASK_ERROR")
+    (b,) = h.registry.fleet().backoff
+    assert (b.failures, b.until) == (2, h.clock.now() + 60)
+    assert h.states() == {}
+    assert h.registry.failed_total == 2
+    (t3,) = h.launch()
+    h.task(t3, "TASK_RUNNING")
+    h.snapshot(agent(t3))
+    assert h.registry.fleet().backoff == ()
+
+
+def test_backoff_is_capped(h):
+    for _ in range(8):
+        (t,) = h.launch()
+        h.task(t, "TASK_FAILED")
+    (b,) = h.registry.fleet().backoff
+    assert b.until == h.clock.now() + 600
+
+
+def test_agent_that_never_registers_is_killed_and_counted(h):
+    (t,) = h.launch()
+    h.task(t, "TASK_RUNNING")
+    h.clock.advance(301)
+    h.snapshot()
+    assert h.bridge.of(KillAgent) == [KillAgent(task_id=t)]
+    assert h.registry.fleet().backoff[0].failures == 1
+    assert h.states() == {}
+
+
+def test_lost_working_agent_is_cleaned_from_gocd(h):
+    (t,) = h.launch()
+    h.task(t, "TASK_RUNNING")
+    h.snapshot(agent(t))
+    h.task(t, "TASK_LOST", reason="REASON_AGENT_REMOVED")
+    assert h.poller.of(DisableAgent) == [DisableAgent(uuid=f"uuid-{t}")]
+    h.send(AgentDisabled(agent=agent(t, config="Disabled")))
+    h.send(AgentRead(agent=agent(t, "LostContact", config="Disabled")))
+    assert h.bridge.of(KillAgent) == []  # the task is gone already
+    assert h.poller.of(DeleteAgent) == [DeleteAgent(uuid=f"uuid-{t}")]
+
+
+def test_restart_adopts_survivors_forgets_unlaunched_and_adopts_unknown_tasks(h, clock, tmp_path):
+    (working,) = h.launch()
+    h.task(working, "TASK_RUNNING")
+    h.snapshot(agent(working))
+    (unlaunched,) = h.launch()
+    # The daemon dies here (SIGKILL: no on_stop), and comes back.
+    again = Harness(clock, tmp_path)
+    (reconcile,) = again.bridge.of(ReconcileTasks)
+    assert set(reconcile.tasks) == {(working, "linux"), (unlaunched, "linux")}
+    assert again.states() == {working: "idle", unlaunched: "requested"}
+    again.task(unlaunched, "TASK_LOST", reason="REASON_RECONCILIATION")
+    assert again.states() == {working: "idle"}
+    assert again.registry.fleet().backoff == ()
+    again.task(working, "TASK_RUNNING", reason="REASON_RECONCILIATION")
+    again.task(PREFIX + "linux-0bad", "TASK_RUNNING", profile="linux")
+    assert again.states()[PREFIX + "linux-0bad"] == "running"
+    # An adopted task whose agent never shows up is killed like any other.
+    clock.advance(301)
+    again.snapshot(agent(working))
+    assert KillAgent(task_id=PREFIX + "linux-0bad") in again.bridge.of(KillAgent)
+    assert KillAgent(task_id=working) not in again.bridge.of(KillAgent)
+
+
+def test_orphan_gocd_agents_are_disabled_then_deleted_after_reconciliation(h):
+    orphan = agent(PREFIX + "linux-dead", "LostContact")
+    static = agent("build-box-1")
+    h.snapshot(orphan, static)
+    assert h.poller.of(DisableAgent) == []  # not before the framework registered
+    h.send(FrameworkRegistered(framework_id="F", reregistered=True))
+    h.clock.advance(30)
+    h.snapshot(orphan, static)
+    assert h.poller.of(DisableAgent) == [DisableAgent(uuid=orphan.uuid)]
+    h.send(AgentDisabled(agent=agent(PREFIX + "linux-dead", "LostContact", config="Disabled")))
+    assert h.poller.of(ReadAgent) == [ReadAgent(uuid=orphan.uuid)]
+    h.send(AgentRead(agent=agent(PREFIX + "linux-dead", "LostContact", config="Disabled")))
+    assert h.poller.of(DeleteAgent) == [DeleteAgent(uuid=orphan.uuid)]
+
+
+def test_building_orphans_are_left_alone(h):
+    h.send(FrameworkRegistered(framework_id="F", reregistered=True))
+    h.clock.advance(30)
+    h.snapshot(agent(PREFIX + "linux-busy", "Building", build="x"))
+    assert h.poller.of(DisableAgent) == []
+
+
+def test_delete_refused_starts_the_drain_over(h):
+    (t,) = h.launch()
+    h.task(t, "TASK_RUNNING")
+    h.snapshot(agent(t))
+    h.plan(drains=[t])
+    h.send(AgentRead(agent=agent(t, config="Disabled")))
+    h.task(t, "TASK_KILLED")
+    h.send(AgentDeleteRefused(uuid=f"uuid-{t}", reason="not disabled"))
+    assert h.poller.of(DisableAgent)[-1] == DisableAgent(uuid=f"uuid-{t}")
+
+
+def test_agent_not_found_during_drain_still_kills_the_task(h):
+    (t,) = h.launch()
+    h.task(t, "TASK_RUNNING")
+    h.snapshot(agent(t))
+    h.plan(drains=[t])
+    h.send(AgentNotFound(uuid=f"uuid-{t}", action="disable"))
+    assert h.bridge.of(KillAgent) == [KillAgent(task_id=t)]
+    h.task(t, "TASK_KILLED")
+    assert h.states() == {}
+
+
+def test_one_decision_at_a_time(h):
+    h.send(BacklogSnapshot(jobs=(), agents=(), fetched_at=h.clock.now()))
+    h.send(GoCDUnavailable(reason="down", since=h.clock.now()))
+    # Peers asked once, the snapshot once more after that plan... only one is outstanding.
+    assert len(h.judge.of(Decide)) == 1
+    h.plan()
+    assert len(h.judge.of(Decide)) == 2
+    assert h.judge.of(Decide)[-1].gocd_unavailable is not None
+
+
+def test_subscribers_get_fleet_changes(h):
+    h.send(Subscribe(h.watcher))
+    h.launch()
+    assert h.watcher.of(FleetChanged)[-1].launched_total == 1
+
+
+def test_dry_run_changes_nothing(clock, tmp_path):
+    h = Harness(clock, tmp_path, dry_run=True)
+    h.plan(launches=[("linux", 3)])
+    assert h.bridge.of(LaunchAgents) == [] and h.states() == {}
+
+
+def test_broken_state_file_is_kept_aside(clock, tmp_path, caplog):
+    (tmp_path / "fleet.json").write_text("{not json")
+    h = Harness(clock, tmp_path)
+    assert h.states() == {}
+    assert (tmp_path / "fleet.json.broken").exists()
