@@ -14,6 +14,7 @@ import argparse
 import faulthandler
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -59,13 +60,85 @@ class Runtime:
     dry_run: bool
     #: Called with a reason when an actor dies; stops the daemon.
     stop_hook: Callable[[str], None]
+    #: Extra listeners of every published message (status page, sandbox, embedding tools).
+    subscribers: tuple[Any, ...] = ()
+    #: The scaling policy the judge applies (see :func:`actors.judge.decide`).
+    policy: Callable[..., Any] | None = None
 
 
 def build_actors(runtime: Runtime) -> list[ActorSpec]:
-    """The daemon's actors in start order (AgentRegistry, Judge, Bridge, Poller)."""
-    # The role actors join this list as their issues land (see README).
-    del runtime
-    return []
+    """The daemon's actors in start order: AgentRegistry, Judge, MesosBridge, GoCDPoller.
+
+    The registry starts first and learns the others' refs from a ``Peers``
+    message told once the poller, the last one, has started; the others get
+    the registry's ref when they are built.
+    """
+    # Imported here so that `--check-config` and `--version` stay light.
+    from actors.bridge import MesosBridge
+    from actors.judge import Judge
+    from actors.messages import Peers
+    from actors.poller import GoCDPoller
+    from actors.registry import AgentRegistry
+
+    s = runtime.settings
+    refs: dict[str, pykka.ActorRef[Any]] = {}
+
+    def registry() -> pykka.ActorRef[Any]:
+        refs["registry"] = AgentRegistry.start(
+            agents=s.agents,
+            profiles=s.profiles,
+            judge_settings=s.judge,
+            state_dir=s.state.dir,
+            clock=runtime.clock,
+            poll_interval=s.gocd.poll_interval,
+            subscribers=runtime.subscribers,
+            dry_run=runtime.dry_run,
+            stop_hook=runtime.stop_hook,
+        )
+        return refs["registry"]
+
+    def judge() -> pykka.ActorRef[Any]:
+        refs["judge"] = Judge.start(
+            profiles=s.profiles,
+            settings=s.judge,
+            clock=runtime.clock,
+            registry=refs["registry"],
+            subscribers=runtime.subscribers,
+            policy=runtime.policy,
+            stop_hook=runtime.stop_hook,
+        )
+        return refs["judge"]
+
+    def bridge() -> pykka.ActorRef[Any]:
+        refs["bridge"] = MesosBridge.start(
+            mesos=s.mesos,
+            agents=s.agents,
+            profiles=s.profiles,
+            state_dir=s.state.dir,
+            clock=runtime.clock,
+            subscribers=(refs["registry"], *runtime.subscribers),
+            dry_run=runtime.dry_run,
+            stop_hook=runtime.stop_hook,
+        )
+        return refs["bridge"]
+
+    def poller() -> pykka.ActorRef[Any]:
+        refs["poller"] = GoCDPoller.start(
+            settings=s.gocd,
+            clock=runtime.clock,
+            subscribers=(refs["registry"], *runtime.subscribers),
+            dry_run=runtime.dry_run,
+            stop_hook=runtime.stop_hook,
+        )
+        refs["registry"].tell(Peers(judge=refs["judge"], bridge=refs["bridge"], poller=refs["poller"]))
+        return refs["poller"]
+
+    return [
+        ActorSpec("AgentRegistry", registry),
+        ActorSpec("Judge", judge),
+        ActorSpec("MesosBridge", bridge),
+        ActorSpec("GoCDPoller", poller),
+    ]
 
 
 def run(
@@ -188,16 +261,43 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="override [logging] level",
     )
     parser.add_argument("--log-format", choices=("text", "json"), help="override [logging] format")
+    sandbox = parser.add_argument_group(
+        "sandbox (both simulators and the daemon in one process, no config needed)"
+    )
+    sandbox.add_argument("--sandbox", action="store_true", help="run the demo on simulated GoCD and Mesos")
+    sandbox.add_argument(
+        "--duration",
+        type=float,
+        metavar="S",
+        help="wall-clock seconds before the final summary (default: until Ctrl-C)",
+    )
+    sandbox.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="simulated time runs X times faster (default 1)",
+    )
+    sandbox.add_argument("--report", metavar="FILE", help="write the final numbers as JSON to FILE")
     parser.add_argument("--version", action="version", version=f"gocd-mesos {__version__}")
     args = parser.parse_args(argv)
-    if not args.config:
-        parser.error("the configuration file is required")
+    if args.sandbox:
+        if args.config or args.check_config or args.dry_run:
+            parser.error("--sandbox takes no configuration file, --check-config or --dry-run")
+        if args.time_scale <= 0 or (args.duration is not None and args.duration <= 0):
+            parser.error("--time-scale and --duration must be positive")
+    elif not args.config:
+        parser.error("the configuration file is required (or --sandbox)")
+    elif args.duration is not None or args.report or args.time_scale != 1.0:
+        parser.error("--duration, --time-scale and --report go with --sandbox")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``gocd-mesosd``; returns the exit status."""
     args = parse_args(argv)
+    if args.sandbox:
+        return _sandbox(args)
     try:
         settings = config.load(args.config)
     except ConfigError as e:
@@ -224,6 +324,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    try:
+        os.makedirs(settings.state.dir, exist_ok=True)
+        probe = os.path.join(settings.state.dir, ".write-test")
+        with open(probe, "w", encoding="utf-8"):
+            pass
+        os.unlink(probe)
+    except OSError as e:
+        logger.error("[state] dir %s is not writable: %s", settings.state.dir, e.strerror or e)
+        return 1
     runtime = Runtime(settings=settings, clock=RealClock(), dry_run=args.dry_run, stop_hook=stop_hook)
     if args.dry_run:
         logger.info("Dry run: decisions are logged, nothing is launched, killed or changed")
@@ -233,3 +342,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         logger.error("%s", e)
         return 1
     return run(specs, stop_event, failure=failure)
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from actors.sandbox import run_sandbox
+
+    setup_logging(args.log_level or "WARNING", args.log_format or "text")
+    stop_event = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop_event.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return run_sandbox(
+        duration=args.duration, time_scale=args.time_scale, report=args.report, stop_event=stop_event
+    )

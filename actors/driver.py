@@ -657,7 +657,10 @@ class MesosSchedulerDriver:
         except Exception as e:  # urllib3 ProtocolError, timeouts, a shut-down socket, bad JSON
             if not subscribed:
                 return _Outcome(_Outcome.FAILED, f"stream from {where} broke: {e}")
-            logger.warning("Mesos event stream from %s ended: %s", where, e)
+            if self._stopping.is_set():
+                logger.debug("Mesos event stream from %s closed on stop: %s", where, e)
+            else:
+                logger.warning("Mesos event stream from %s ended: %s", where, e)
         finally:
             self._stream_id = None
             self._sock = None

@@ -35,6 +35,13 @@ class RecordingRef:
         with self._cond:
             return [m for m in self.messages if isinstance(m, kind)]
 
+    def wait_until(self, predicate: Any, timeout: float = 30.0, what: str = "condition") -> list[Any]:
+        """Block until ``predicate(messages)`` holds, re-checked on every new message."""
+        with self._cond:
+            ok = self._cond.wait_for(lambda: predicate(list(self.messages)), timeout)
+            assert ok, f"{what} not reached within {timeout}s"
+            return list(self.messages)
+
     def wait_for(self, kind: type, count: int = 1, timeout: float = 10.0) -> list[Any]:
         """Block until ``count`` messages of ``kind`` arrived (for threaded tests)."""
         with self._cond:

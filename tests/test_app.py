@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pykka
 import pytest
@@ -154,9 +155,19 @@ def test_failed_start_stops_the_ones_already_started():
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="POSIX signals")
+def sample_with_state_dir(tmp_path) -> str:
+    """The sample configuration with its state directory moved under ``tmp_path``."""
+    text = Path(SAMPLE_CONFIG).read_text(encoding="utf-8")
+    text = text.replace("# dir = /var/lib/gocd-mesos", f"dir = {tmp_path / 'state'}")
+    path = tmp_path / "gocd-mesos.ini"
+    path.write_text(text, encoding="utf-8")
+    return str(path)
+
+
 def test_daemon_stops_cleanly_on_sigterm(tmp_path):
+    """The real actors start (GoCD and Mesos unreachable is not fatal) and stop on SIGTERM."""
     proc = subprocess.Popen(
-        [sys.executable, BIN, SAMPLE_CONFIG, "--log-level", "debug"],
+        [sys.executable, BIN, sample_with_state_dir(tmp_path), "--log-level", "debug"],
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -169,5 +180,16 @@ def test_daemon_stops_cleanly_on_sigterm(tmp_path):
         rest = proc.stderr.read()
         assert proc.wait(30) == 0, rest
         assert "Got SIGTERM; stopping" in rest
+        assert "running with 4 actors" in line
     finally:
         proc.kill()
+
+
+def test_unwritable_state_dir_is_a_clear_runtime_error(tmp_path):
+    config = Path(sample_with_state_dir(tmp_path))
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    config.write_text(config.read_text().replace(f"dir = {tmp_path / 'state'}", f"dir = {blocker}/state"))
+    result = subprocess.run([sys.executable, BIN, str(config)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    assert f"[state] dir {blocker}/state is not writable" in result.stderr
