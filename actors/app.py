@@ -105,6 +105,7 @@ def build_actors(runtime: Runtime) -> list[ActorSpec]:
             registry=refs["registry"],
             subscribers=runtime.subscribers,
             policy=runtime.policy,
+            dry_run=runtime.dry_run,
             stop_hook=runtime.stop_hook,
         )
         return refs["judge"]

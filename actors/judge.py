@@ -350,9 +350,11 @@ class Judge(BaseActor):
         registry: Any = None,
         subscribers: Iterable[Any] = (),
         policy: Policy | None = None,
+        dry_run: bool = False,
         stop_hook: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(stop_hook=stop_hook)
+        self._dry_run = dry_run
         self._profiles = profiles
         self._settings = settings
         self._clock = clock
@@ -375,10 +377,19 @@ class Judge(BaseActor):
         return super().on_receive(message)
 
     def _log(self, plan: ScalePlan) -> None:
+        would = "Dry run: would " if self._dry_run else ""
         for name, count in plan.launches:
-            logger.info("Launching %d agent(s) for profile %s", count, name)
+            logger.info(
+                "%s%s %d agent(s) for profile %s", would, "launch" if would else "Launching", count, name
+            )
         if plan.drains:
-            logger.info("Draining %d idle agent(s): %s", len(plan.drains), ", ".join(plan.drains))
+            logger.info(
+                "%s%s %d idle agent(s): %s",
+                would,
+                "drain" if would else "Draining",
+                len(plan.drains),
+                ", ".join(plan.drains),
+            )
         summary = tuple(sorted(Counter(r.reason for r in plan.reasons).items()))
         if summary != self._last_summary:
             self._last_summary = summary

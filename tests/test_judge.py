@@ -274,3 +274,12 @@ def test_equal_sized_profiles_prefer_the_most_generic_then_config_order():
     twin = Profile(name="beta", image="i", resources=("linux",))
     plan = plan_for(jobs=[job(1), job(2, ("linux", "clean"))], profiles=(special, generic, twin))
     assert [r.profile for r in plan.reasons] == ["zeta", "alpha"]
+
+
+def test_judge_actor_in_dry_run_says_it_would_launch(clock, recorder, caplog):
+    judge = Judge(profiles=PROFILES, settings=SETTINGS, clock=clock, registry=recorder, dry_run=True)
+    backlog = BacklogSnapshot(jobs=(job(1),), agents=(), fetched_at=clock.now())
+    with caplog.at_level("INFO"):
+        judge.on_receive(Decide(backlog=backlog, fleet=FleetView()))
+    assert "Dry run: would launch 1 agent(s) for profile small" in caplog.text
+    assert "Launching" not in caplog.text
