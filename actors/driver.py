@@ -389,10 +389,7 @@ class MesosSchedulerDriver:
         filters: Mapping[str, Any] | None = None,
     ) -> None:
         """DECLINE one offer id or a list of them."""
-        decline: dict[str, Any] = {"offer_ids": _ids(offer_ids)}
-        if filters is not None:
-            decline["filters"] = dict(filters)
-        self._send({"type": "DECLINE", "decline": decline})
+        self._offers_call("DECLINE", "offer_ids", offer_ids, filters)
 
     def acceptInverseOffers(
         self,
@@ -400,10 +397,7 @@ class MesosSchedulerDriver:
         filters: Mapping[str, Any] | None = None,
     ) -> None:
         """ACCEPT_INVERSE_OFFERS."""
-        body: dict[str, Any] = {"inverse_offer_ids": _ids(offer_ids)}
-        if filters is not None:
-            body["filters"] = dict(filters)
-        self._send({"type": "ACCEPT_INVERSE_OFFERS", "accept_inverse_offers": body})
+        self._offers_call("ACCEPT_INVERSE_OFFERS", "inverse_offer_ids", offer_ids, filters)
 
     def declineInverseOffer(
         self,
@@ -411,10 +405,20 @@ class MesosSchedulerDriver:
         filters: Mapping[str, Any] | None = None,
     ) -> None:
         """DECLINE_INVERSE_OFFERS."""
-        body: dict[str, Any] = {"inverse_offer_ids": _ids(offer_ids)}
+        self._offers_call("DECLINE_INVERSE_OFFERS", "inverse_offer_ids", offer_ids, filters)
+
+    def _offers_call(
+        self,
+        call: str,
+        ids_key: str,
+        offer_ids: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+        filters: Mapping[str, Any] | None,
+    ) -> None:
+        """Send ``call`` naming (inverse) offers, with the filters when given."""
+        body: dict[str, Any] = {ids_key: _ids(offer_ids)}
         if filters is not None:
             body["filters"] = dict(filters)
-        self._send({"type": "DECLINE_INVERSE_OFFERS", "decline_inverse_offers": body})
+        self._send({"type": call, call.lower(): body})
 
     def reviveOffers(self, roles: Sequence[str] = ()) -> None:
         """REVIVE: offers again, and every decline filter cleared."""
