@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,42 @@ def clock() -> ManualClock:
 @pytest.fixture
 def recorder() -> RecordingRef:
     return RecordingRef()
+
+
+#: Credentials the tests configure; no log line of the whole suite may contain one.
+WATCHED_SECRETS = ("pw-S3cr3t-9f1c77", "tok-0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b", "admin-secret")
+
+
+class SecretWatch(logging.Handler):
+    """Sees every log record of the session, formatted with its traceback, and keeps leaks."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(logging.Formatter("%(name)s %(message)s"))
+        self.leaks: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+        except Exception:  # a broken log call is not a leak
+            return
+        for secret in WATCHED_SECRETS:
+            if secret in text:
+                self.leaks.append(text[:300])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log():
+    """Every log line of the suite, at DEBUG and with tracebacks, is searched for the credentials."""
+    watch = SecretWatch()
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(watch)
+    root.setLevel(logging.DEBUG)
+    yield watch
+    root.removeHandler(watch)
+    root.setLevel(level)
+    assert watch.leaks == [], f"credentials in log lines: {watch.leaks[:5]}"
 
 
 @pytest.fixture(autouse=True)

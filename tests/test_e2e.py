@@ -264,7 +264,9 @@ def test_sigkill_mid_launch_then_restart_leaves_no_orphan_and_no_duplicate(tmp_p
         finally:
             first.kill()
         log = (tmp_path / "second.log").open("w")
-        second = subprocess.Popen([sys.executable, BIN, str(config)], stderr=log, text=True)
+        second = subprocess.Popen(
+            [sys.executable, BIN, str(config), "--log-level", "DEBUG"], stderr=log, text=True
+        )
         try:
             s.wait_gocd(
                 lambda st: len(completed(st)) == 3, timeout=90, what="all jobs completed after restart"
@@ -280,6 +282,7 @@ def test_sigkill_mid_launch_then_restart_leaves_no_orphan_and_no_duplicate(tmp_p
             second.send_signal(signal.SIGTERM)
             assert second.wait(30) == 0
             log.close()
+        assert "admin-secret" not in (tmp_path / "second.log").read_text()
         frameworks = s.mesos.state()["frameworks"]
         assert len(frameworks) == 1, "the restarted daemon resubscribed with the same framework id"
         tasks = s.all_tasks()
