@@ -263,7 +263,7 @@ def test_agents_api_version_fallback_is_remembered(make_sim, clock, version, acc
     assert [s for _, _, s in sim.requests] == [404] * (len(accepts) - 1) + [200]
     client.agents()
     client.disable_agent("u1")
-    assert [s for _, _, s in sim.requests[len(accepts) :]] == [200, 200]
+    assert [s for _, _, s in list(sim.requests)[len(accepts) :]] == [200, 200]
 
 
 def test_no_agents_api_at_all_is_not_found(make_sim, clock):

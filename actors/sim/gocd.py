@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import collections
 import hashlib
 import hmac
 import json
@@ -54,6 +55,8 @@ __all__ = ["GoCDSimulator", "main"]
 logger = logging.getLogger(__name__)
 
 #: GoCD's SparkPreFilter answer to a wrong Accept header (text/plain).
+#: How many answered requests ``GoCDSimulator.requests`` keeps.
+REQUEST_LOG = 10_000
 NOT_FOUND_TEXT = "The url you are trying to reach appears to be incorrect."
 #: GoCD's Rails "unresolved" page, for routes no controller serves (body unconfirmed).
 NOT_FOUND_HTML = (
@@ -256,8 +259,9 @@ class GoCDSimulator:
         self._faults: list[_Fault] = []
         self._maintenance = False
         self._stopping = threading.Event()
-        #: Every GoCD request answered, as (method, path, status or None for a reset).
-        self.requests: list[tuple[str, str, int | None]] = []
+        #: The last GoCD requests answered (at most REQUEST_LOG), as (method, path, status or None
+        #: for a reset); bounded so that a long benchmark does not grow the simulator.
+        self.requests: collections.deque[tuple[str, str, int | None]] = collections.deque(maxlen=REQUEST_LOG)
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.url = ""
