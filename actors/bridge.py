@@ -36,8 +36,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from actors import offers as decide
-from actors import state
+from actors import offers, state
 from actors.base import BaseActor, Publisher
 from actors.clock import Clock
 from actors.config import AgentSettings, MesosSettings, Profile
@@ -105,7 +104,7 @@ class MesosBridge(BaseActor):
         self._connected = False
         self._suppressed = False
         #: Tasks waiting for an offer, in request order (task id -> task).
-        self._queue: dict[str, decide.QueuedTask] = {}
+        self._queue: dict[str, offers.QueuedTask] = {}
         #: Tasks launched or reported by Mesos and not yet terminal: task id -> profile name.
         self._tasks: dict[str, str] = {}
 
@@ -122,7 +121,7 @@ class MesosBridge(BaseActor):
         super().on_failure(exception_type, exception_value, traceback)
 
     def _start_driver(self) -> None:
-        framework = decide.framework_info(self._mesos, self._framework_id)
+        framework = offers.framework_info(self._mesos, self._framework_id)
         self._driver = self._driver_factory(SchedulerAdapter(self.actor_ref), framework)
         logger.info(
             "Subscribing to Mesos (%s) as %s%s",
@@ -153,7 +152,7 @@ class MesosBridge(BaseActor):
         elif isinstance(message, ReconcileTasks):
             self._remember(message)
         elif isinstance(message, MesosOffersReceived):
-            self._offers(message)
+            self._on_offers(message)
         elif isinstance(message, MesosStatusReceived):
             self._status(message)
         elif isinstance(message, MesosRegistered):
@@ -191,7 +190,7 @@ class MesosBridge(BaseActor):
             if task_id in self._queue or task_id in self._tasks:
                 logger.warning("Task %s is already queued or running; not launched twice", task_id)
                 continue
-            self._queue[task_id] = decide.QueuedTask(task_id, profile)
+            self._queue[task_id] = offers.QueuedTask(task_id, profile)
             added += 1
         if added:
             logger.info("Queued %d agents of profile %s (%d waiting)", added, profile.name, len(self._queue))
@@ -227,9 +226,9 @@ class MesosBridge(BaseActor):
         if self._connected and message.tasks:
             self._call("reconcileTasks", [{"task_id": {"value": t}} for t, _ in message.tasks])
 
-    def _offers(self, message: MesosOffersReceived) -> None:
-        refuse = decide.filters(self._mesos.refuse_seconds)
-        placements, _ = decide.pack(tuple(self._queue.values()), message.offers, self._mesos.role)
+    def _on_offers(self, message: MesosOffersReceived) -> None:
+        refuse = offers.filters(self._mesos.refuse_seconds)
+        placements, _ = offers.pack(tuple(self._queue.values()), message.offers, self._mesos.role)
         used = {p.offer.id for p in placements}
         for placement in placements:
             offer = placement.offer
@@ -254,7 +253,7 @@ class MesosBridge(BaseActor):
                 used.discard(offer.id)
                 continue
             infos = [
-                decide.build_task_info(
+                offers.build_task_info(
                     task,
                     agent_id=offer.agent_id,
                     resources=resources,
@@ -281,7 +280,7 @@ class MesosBridge(BaseActor):
     def _status(self, message: MesosStatusReceived) -> None:
         status = message.status
         labels = dict(status.labels)
-        profile = labels.get(decide.LABEL_PROFILE) or self._tasks.get(status.task_id, "")
+        profile = labels.get(offers.LABEL_PROFILE) or self._tasks.get(status.task_id, "")
         update = TaskUpdate(
             task_id=status.task_id,
             state=status.state,
@@ -299,7 +298,7 @@ class MesosBridge(BaseActor):
             self._tasks[status.task_id] = profile
         self._publisher.publish(update)
         if status.uuid:
-            self._call("acknowledgeStatusUpdate", decide.status_dict(status))
+            self._call("acknowledgeStatusUpdate", offers.status_dict(status))
 
     def _registered(self, message: MesosRegistered) -> None:
         self._connected = True
