@@ -714,5 +714,3 @@ class FleetChanged:
     failed_total: int = 0
     #: Kill requests sent since start.
     killed_total: int = 0
-    #: Agents killed while building (always 0; kept so that reports can prove it).
-    building_killed: int = 0

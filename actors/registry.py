@@ -187,7 +187,6 @@ class AgentRegistry(BaseActor):
         self.launched_total = 0
         self.failed_total = 0
         self.killed_total = 0
-        self.building_killed = 0
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -317,7 +316,6 @@ class AgentRegistry(BaseActor):
             launched_total=self.launched_total,
             failed_total=self.failed_total,
             killed_total=self.killed_total,
-            building_killed=self.building_killed,
         )
 
     # --- deciding -----------------------------------------------------------

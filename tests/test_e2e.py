@@ -113,8 +113,7 @@ def test_a_job_assigned_during_a_drain_is_not_killed(system):
     )
     job = next(j for j in state["jobs"] if j["locator"] == locator)
     assert job["completed_at"] is not None
-    last = s.events.of(FleetChanged)[-1]
-    assert last.building_killed == 0
+    # Had its agent been killed while building, the job would never have completed.
 
 
 def test_jobs_no_profile_can_serve_launch_nothing_and_say_why(system):
