@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import shutil
 import sys
 import tempfile
 import threading
@@ -366,7 +367,7 @@ def run_sandbox(
     )
     print(
         f"gocd-mesos sandbox: GoCD simulator {gocd_url}, Mesos simulator {mesos_url}, "
-        f"time x{time_scale:g}, state in {state_dir}",
+        f"time x{time_scale:g}",
         file=out,
         flush=True,
     )
@@ -393,6 +394,7 @@ def run_sandbox(
         daemon.join(30)
         mesos.stop()
         gocd.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
     print(
         "summary: "
         + ", ".join(f"{k}={v}" for k, v in numbers.items())
