@@ -220,6 +220,8 @@ class Profile:
     force_pull: bool = False
     #: Container network: ``host``, ``bridge``, ``none`` or ``user``.
     network: str = "host"
+    #: Name of the user-defined (CNI or Docker) network, with ``network = user``.
+    network_name: str = ""
     #: Host paths mounted into the container.
     volumes: tuple[Volume, ...] = ()
     #: Extra environment variables of the agent, as sorted (name, value) pairs.
@@ -740,6 +742,10 @@ def _convert_profile(name: str, p: Any, path: str, problems: list[str]) -> Profi
             problems.append(f"{where}[env] {var}: not a valid environment variable name")
         elif var.startswith(_RESERVED_ENV) or var.startswith("GO_EA_"):
             problems.append(f"{where}[env] {var}: set by gocd-mesos itself; remove it")
+    if p["network"] == "user" and not p["network_name"].strip():
+        problems.append(f"{where} network_name: required with network = user")
+    if p["network_name"].strip() and p["network"] != "user":
+        problems.append(f"{where} network_name: only used with network = user")
     resources_ = tuple(r.strip() for r in p["resources"] if r.strip())
     environments = tuple(e.strip() for e in p["environments"] if e.strip())
     for value in resources_ + environments:
@@ -763,6 +769,7 @@ def _convert_profile(name: str, p: Any, path: str, problems: list[str]) -> Profi
         containerizer=p["containerizer"],
         force_pull=p["force_pull"],
         network=p["network"],
+        network_name=p["network_name"].strip(),
         volumes=tuple(volumes),
         env=tuple(sorted((k, str(v)) for k, v in env.items())),
     )

@@ -375,6 +375,8 @@ def build_task_info(
         }
         if profile.network == "bridge":
             container["network_infos"] = [{"name": "mesos-bridge"}]
+        elif profile.network == "user":
+            container["network_infos"] = [{"name": profile.network_name}]
     else:
         container = {
             "type": "DOCKER",
@@ -389,6 +391,9 @@ def build_task_info(
                 ],
             },
         }
+        if profile.network == "user":
+            # The Docker containerizer joins the user network named in the first NetworkInfo.
+            container["network_infos"] = [{"name": profile.network_name}]
     if volumes:
         container["volumes"] = volumes
     return {

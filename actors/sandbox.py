@@ -366,8 +366,7 @@ def run_sandbox(
         daemon=True,
     )
     print(
-        f"gocd-mesos sandbox: GoCD simulator {gocd_url}, Mesos simulator {mesos_url}, "
-        f"time x{time_scale:g}",
+        f"gocd-mesos sandbox: GoCD simulator {gocd_url}, Mesos simulator {mesos_url}, time x{time_scale:g}",
         file=out,
         flush=True,
     )

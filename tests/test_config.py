@@ -342,3 +342,11 @@ def test_unreadable_file():
     with pytest.raises(ConfigError) as info:
         config.load("/nonexistent/gocd-mesos.ini")
     assert info.value.problems[0].startswith("/nonexistent/gocd-mesos.ini: cannot read")
+
+
+def test_user_network_needs_a_name():
+    problems = problems_of(MINIMAL + "network = user\n")
+    assert problems == ["test.ini: [profiles][linux] network_name: required with network = user"]
+    problems = problems_of(MINIMAL + "network_name = ci-net\n")
+    assert problems == ["test.ini: [profiles][linux] network_name: only used with network = user"]
+    assert load_text(MINIMAL + "network = user\nnetwork_name = ci-net\n").profiles[0].network_name == "ci-net"
