@@ -167,8 +167,7 @@ class Observer:
     each, so reading it from the main thread is safe.
     """
 
-    def __init__(self, clock: Clock) -> None:
-        self._clock = clock
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self.plan: ScalePlan | None = None
         self.fleet: FleetChanged | None = None
@@ -344,7 +343,7 @@ def run_sandbox(
     state_dir = tempfile.mkdtemp(prefix="gocd-mesos-sandbox-")
     gocd_url, mesos_url = gocd.start(), mesos.start()
     settings = sandbox_settings(gocd_url, mesos_url, state_dir)
-    observer = Observer(clock)
+    observer = Observer()
     # Stop scheduling early enough that the last jobs can finish before the end.
     horizon = None if duration is None else max(0.0, duration * time_scale * 0.55)
     workload = _Workload(gocd, clock, demo_workload(), horizon)
