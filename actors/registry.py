@@ -89,6 +89,11 @@ ENDED_STATES = frozenset({"gone", "failed", "lost"})
 NOT_BUILDING = frozenset({"Idle", "Missing", "LostContact", "Unknown"})
 
 
+def _building(agent: GoAgent) -> bool:
+    """Whether GoCD says the agent is running a job (any state we do not know counts as yes)."""
+    return agent.agent_state not in NOT_BUILDING or agent.build_state in ("Building", "Cancelled")
+
+
 @dataclass
 class Record:
     """What the registry knows of one agent (mutable, private to the registry)."""
@@ -339,13 +344,14 @@ class AgentRegistry(BaseActor):
         for task_id in plan.drains:
             record = self._records.get(task_id)
             if record is not None and record.state not in ENDED_STATES and not record.retiring:
-                self._start_drain(record, "idle" if record.jobs_done < self._max_jobs(record) else "retired")
+                self._start_drain(record, "retired" if self._used_up(record) else "idle")
         if self._decide_again:
             self._decide()
 
-    def _max_jobs(self, record: Record) -> int:
+    def _used_up(self, record: Record) -> bool:
+        """Whether the agent has started the last job its profile's ``max_jobs`` allows."""
         profile = self._profiles.get(record.profile)
-        return profile.max_jobs if profile is not None and profile.max_jobs else 1 << 30
+        return profile is not None and profile.max_jobs > 0 and record.jobs_done >= profile.max_jobs
 
     def _launch(self, profile: str, count: int) -> None:
         if count <= 0:
@@ -410,6 +416,7 @@ class AgentRegistry(BaseActor):
         # The task is gone.
         if record.state in ENDED_STATES:
             return
+        why = f"{update.state} {update.reason} {update.message}".strip()
         if record.state == "killing" or (record.state == "draining" and update.state == "TASK_KILLED"):
             self._after_kill(record)
         elif record.state == "deleting":
@@ -420,10 +427,10 @@ class AgentRegistry(BaseActor):
             self._bridge.tell(KillAgent(task_id=record.task_id))
             self._forget(record)
         elif record.state in LAUNCH_STATES:
-            self._launch_failed(record, f"{update.state} {update.reason} {update.message}".strip())
+            self._launch_failed(record, why)
         else:
             # A working agent's task died under it.
-            record.failure = f"{update.state} {update.reason} {update.message}".strip()
+            record.failure = why
             logger.warning("Agent %s lost its task: %s", record.task_id, record.failure)
             self._set(record, "lost")
             if record.agent_uuid:
@@ -514,33 +521,21 @@ class AgentRegistry(BaseActor):
             return
         if record.state in LEAVING_STATES or record.state in ENDED_STATES:
             return
-        building = agent.agent_state == "Building" or agent.build_state in ("Building", "Cancelled")
-        if building:
-            job = agent.build_details.job_url if agent.build_details else ""
-            job = job or (
-                f"{agent.build_details.pipeline}/{agent.build_details.stage}/{agent.build_details.job}"
-                if agent.build_details
-                else "?"
-            )
+        if _building(agent):
+            details = agent.build_details
+            job = (details.job_url or f"{details.pipeline}/{details.stage}/{details.job}") if details else "?"
             if record.state != "building" or job != record.last_job:
                 record.jobs_done += 1
                 record.last_job = job
                 self._mark()
             record.idle_since = None
             self._set(record, "building")
-            if (
-                record.jobs_done >= self._max_jobs(record)
-                and not record.retiring
-                and agent.config_state == "Enabled"
-            ):
+            if self._used_up(record) and not record.retiring and agent.config_state == "Enabled":
                 # Its last job: disable it now so that it takes no other.
                 self._start_drain(record, "retired")
-        elif agent.config_state == "Enabled" and agent.agent_state in NOT_BUILDING:
-            if record.state != "idle":
-                record.idle_since = fetched_at
-                self._set(record, "idle")
-        elif record.state == "registered":
-            pass
+        elif agent.config_state == "Enabled" and record.state != "idle":
+            record.idle_since = fetched_at
+            self._set(record, "idle")
 
     def _check_timers(self, record: Record, agent: GoAgent | None, fetched_at: float, now: float) -> None:
         age = now - record.state_since
@@ -593,7 +588,7 @@ class AgentRegistry(BaseActor):
         for host, agent in by_host.items():
             if not host.startswith(self._agents.hostname_prefix) or host in self._records or agent.is_elastic:
                 continue
-            if agent.agent_state == "Building" or agent.build_state in ("Building", "Cancelled"):
+            if _building(agent):
                 continue
             logger.info("GoCD agent %s (%s) has no task of ours; removing it", host, agent.uuid)
             if agent.config_state != "Disabled":
@@ -635,8 +630,7 @@ class AgentRegistry(BaseActor):
 
     def _confirm_idle(self, record: Record, agent: GoAgent) -> None:
         """The agent was read after it was disabled: kill its task only if it is not building."""
-        building = agent.agent_state not in NOT_BUILDING or agent.build_state in ("Building", "Cancelled")
-        if building:
+        if _building(agent):
             if not record.drain_waits:
                 record.drain_waits = True
                 logger.info("Agent %s is building; the drain waits until its job is done", record.task_id)
@@ -667,7 +661,7 @@ class AgentRegistry(BaseActor):
                 self._ask_poller(ReadAgent(uuid=message.agent.uuid), "re-read orphan agent")
             elif isinstance(message, AgentRead) and message.agent.config_state == "Disabled":
                 agent = message.agent
-                if agent.agent_state in NOT_BUILDING and agent.build_state not in ("Building", "Cancelled"):
+                if not _building(agent):
                     self._ask_poller(DeleteAgent(uuid=agent.uuid), f"delete orphan agent {agent.hostname}")
             return
         if isinstance(message, AgentEnabled):
