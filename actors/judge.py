@@ -123,20 +123,22 @@ def decide(request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettin
     ordered = _choice_order(profiles)
     profile_sigs = {p.name: (fold(p.resources), fold(p.environments)) for p in profiles}
 
-    # The fleet, per profile.
+    # The fleet, per profile, in one pass.
     active: Counter[str] = Counter()
     in_flight: Counter[str] = Counter()
+    leaving: Counter[str] = Counter()
     leaving_hosts: set[str] = set()
-    ours_by_host: dict[str, FleetAgent] = {}
+    mine: dict[str, list[FleetAgent]] = {}
     for agent in fleet.agents:
         if agent.state in ENDED:
             continue
         active[agent.profile] += 1
+        mine.setdefault(agent.profile, []).append(agent)
         if agent.state in IN_FLIGHT:
             in_flight[agent.profile] += 1
         if agent.state in LEAVING or agent.retiring:
+            leaving[agent.profile] += 1
             leaving_hosts.add(agent.task_id)
-        ours_by_host[agent.task_id] = agent
     backoff_until = {b.profile: b.until for b in fleet.backoff if b.until > now}
 
     jobs = backlog.jobs if backlog is not None else ()
@@ -224,7 +226,7 @@ def decide(request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettin
     launches: dict[str, int] = {}
     for profile in ordered:
         name = profile.name
-        keep_min = max(0, profile.min - (active[name] - _retiring_count(fleet.agents, name)))
+        keep_min = max(0, profile.min - (active[name] - leaving[name]))
         want = launch_wanted[name] if not stale else 0
         room = max(0, profile.max - active[name])
         count = min(max(want, keep_min), room)
@@ -240,18 +242,17 @@ def decide(request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettin
     # Scale-down.
     drains: dict[str, list[str]] = {p.name: [] for p in profiles}
     if not stale:
-        for agent in fleet.agents:
-            profile = by_name.get(agent.profile)
-            if profile is None or agent.state in ENDED or agent.state in LEAVING or agent.retiring:
-                continue
-            if profile.max_jobs and agent.jobs_done >= profile.max_jobs and agent.state == "idle":
-                drains[profile.name].append(agent.task_id)
-        if settings.scale_down:
-            for profile in profiles:
+        for profile in profiles:
+            agents = mine.get(profile.name, [])
+            if profile.max_jobs:
                 drains[profile.name].extend(
-                    _idle_drains(
-                        profile, fleet.agents, reserved_idle, profile_sigs, drains[profile.name], now
-                    )
+                    a.task_id
+                    for a in agents
+                    if a.state == "idle" and not a.retiring and a.jobs_done >= profile.max_jobs
+                )
+            if settings.scale_down:
+                drains[profile.name].extend(
+                    _idle_drains(profile, agents, reserved_idle, profile_sigs, drains[profile.name], now)
                 )
 
     decisions = tuple(
@@ -277,14 +278,6 @@ def decide(request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettin
     )
 
 
-def _retiring_count(agents: Iterable[FleetAgent], profile: str) -> int:
-    return sum(
-        1
-        for a in agents
-        if a.profile == profile and a.state not in ENDED and (a.retiring or a.state in LEAVING)
-    )
-
-
 def _cap_reasons(
     reasons: list[JobReason], capped: Counter[str], by_name: dict[str, Profile]
 ) -> list[JobReason]:
@@ -303,14 +296,14 @@ def _cap_reasons(
 
 def _idle_drains(
     profile: Profile,
-    agents: Iterable[FleetAgent],
+    mine: list[FleetAgent],
     reserved_idle: Counter[Signature],
     profile_sigs: dict[str, tuple[frozenset[str], frozenset[str]]],
     already: list[str],
     now: float,
 ) -> list[str]:
-    """Idle agents of ``profile`` to drain: above min, idle too long, longest idle first."""
-    mine = [a for a in agents if a.profile == profile.name and a.state not in ENDED]
+    """Idle agents of ``profile`` (``mine``, none ended) to drain: above min, idle too long,
+    longest idle first."""
     staying = [a for a in mine if not (a.retiring or a.state in LEAVING) and a.task_id not in already]
     idle = sorted(
         (a for a in staying if a.state == "idle" and a.idle_since is not None),
