@@ -34,7 +34,6 @@ import hmac
 import json
 import logging
 import re
-import signal
 import socket
 import struct
 import sys
@@ -49,6 +48,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 from actors.clock import Clock, RealClock, ScaledClock
 from actors.matching import job_fits_agent
+from actors.sim import serve_until_signal
 
 __all__ = ["GoCDSimulator", "main"]
 
@@ -1361,17 +1361,7 @@ def main(argv: list[str] | None = None) -> int:
         agent_timeout=args.agent_timeout,
         port=args.port,
     )
-    stop = threading.Event()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, lambda *_: stop.set())
-    url = sim.start()
-    print(url, flush=True)
-    try:
-        while not stop.wait(1.0):
-            pass
-    finally:
-        sim.stop()
-    return 0
+    return serve_until_signal(sim)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,6 @@ import math
 import queue
 import re
 import select
-import signal
 import socket
 import threading
 import uuid
@@ -68,6 +67,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from actors.clock import Clock, RealClock, ScaledClock
+from actors.sim import serve_until_signal
 
 __all__ = ["MesosSimulator", "main"]
 
@@ -1806,16 +1806,7 @@ def main(argv: list[str] | None = None) -> int:
         host=args.host,
         port=args.port,
     )
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    print(sim.start(), flush=True)
-    try:
-        while not stop.wait(3600):
-            pass
-    finally:
-        sim.stop()
-    return 0
+    return serve_until_signal(sim)
 
 
 if __name__ == "__main__":
