@@ -470,9 +470,13 @@ class GoCDClient:
 
     # -- changing --
 
-    def enable_agent(self, uuid: str) -> GoAgent:
-        """Set the agent Enabled (approves a Pending one); the agent as GoCD returns it."""
-        return self._agent_answer("PATCH", uuid, {"agent_config_state": "Enabled"})
+    def enable_agent(self, uuid: str, hostname: str | None = None) -> GoAgent:
+        """Set the agent Enabled (approves a Pending one), renamed to ``hostname`` if given;
+        the agent as GoCD returns it."""
+        body = {"agent_config_state": "Enabled"}
+        if hostname is not None:
+            body["hostname"] = hostname
+        return self._agent_answer("PATCH", uuid, body)
 
     def disable_agent(self, uuid: str) -> GoAgent:
         """Set the agent Disabled: it finishes its job and takes no new one."""

@@ -151,7 +151,7 @@ class GoCDPoller(BaseActor):
         if isinstance(message, Subscribe):
             return self._publisher.add(message.subscriber)
         if isinstance(message, EnableAgent):
-            return self._change("enable", message.uuid)
+            return self._change("enable", message.uuid, message.hostname)
         if isinstance(message, DisableAgent):
             return self._change("disable", message.uuid)
         if isinstance(message, DeleteAgent):
@@ -213,14 +213,14 @@ class GoCDPoller(BaseActor):
             )
         )
 
-    def _change(self, action: str, uuid: str) -> None:
+    def _change(self, action: str, uuid: str, hostname: str | None = None) -> None:
         if self._dry_run and action != "read":
             logger.info("Dry run: would %s agent %s", action, uuid)
             return
         outcome: Any
         try:
             if action == "enable":
-                outcome = AgentEnabled(self._client.enable_agent(uuid))
+                outcome = AgentEnabled(self._client.enable_agent(uuid, hostname))
             elif action == "disable":
                 outcome = AgentDisabled(self._client.disable_agent(uuid))
             elif action == "read":

@@ -292,6 +292,13 @@ def test_enable_disable_and_bulk(sim, client):
         client.set_agents_config_state([], "Enabled")
 
 
+def test_approving_a_pending_agent_can_rename_it(sim, client):
+    sim.add_agent("node-7", uuid="u3", config_state="Pending")
+    approved = client.enable_agent("u3", hostname="gocd-mesos-linux-0123abcd")
+    assert (approved.config_state, approved.hostname) == ("Enabled", "gocd-mesos-linux-0123abcd")
+    assert [a.hostname for a in client.agents() if a.uuid == "u3"] == ["gocd-mesos-linux-0123abcd"]
+
+
 def test_delete_rules(sim, client):
     (locator,) = sim.schedule_jobs("app")
     sim.add_agent("idle", uuid="u1")

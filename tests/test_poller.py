@@ -78,7 +78,8 @@ class FakeClient:
             raise self.errors[action]
         return result
 
-    def enable_agent(self, uuid):
+    def enable_agent(self, uuid, hostname=None):
+        self.renamed_to = hostname
         return self._change("enable", uuid, AGENT)
 
     def disable_agent(self, uuid):
@@ -299,3 +300,10 @@ def test_real_poller_polls_backs_off_and_recovers(sim, clock, recorder):
 
     ref.stop(timeout=10)
     assert clock.pending() == 0  # the ticker went with it
+
+
+def test_approval_can_rename_the_agent_in_the_same_change(clock, recorder):
+    client = FakeClient()
+    _poller(clock, recorder, client).on_receive(EnableAgent("u1", hostname="gocd-mesos-linux-0123abcd"))
+    assert client.calls == [("enable", "u1")] and client.renamed_to == "gocd-mesos-linux-0123abcd"
+    assert recorder.of(AgentEnabled) == [AgentEnabled(AGENT)]
