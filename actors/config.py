@@ -809,3 +809,14 @@ def render(settings: Settings) -> str:
             out.append("    [[[env]]]")
             out.extend(f"    {k} = {v}" for k, v in profile.env)
     return "\n".join(out) + "\n"
+
+
+def profile_for_task(task_id: str, prefix: str, profiles: tuple[Profile, ...]) -> Profile | None:
+    """TEMPORARY (replaced by the config branch): the profile a task id names."""
+    if not task_id.startswith(prefix) or not re.fullmatch(r".*-[0-9a-f]{8}", task_id):
+        return None
+    slug = task_id[len(prefix) : -9]
+    for p in profiles:
+        if (re.sub(r"[^a-z0-9]+", "-", p.name.lower()).strip("-")[:20] or "agent") == slug:
+            return p
+    return None

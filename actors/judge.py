@@ -140,6 +140,12 @@ def decide(request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettin
             leaving[agent.profile] += 1
             leaving_hosts.add(agent.task_id)
     backoff_until = {b.profile: b.until for b in fleet.backoff if b.until > now}
+    # After a backoff, one probe agent at a time until one registers.
+    probe_left = {
+        b.profile: max(0, 1 - in_flight[b.profile])
+        for b in fleet.backoff
+        if b.failures and b.until <= now and not b.probe_registered
+    }
 
     jobs = backlog.jobs if backlog is not None else ()
     reasons: list[JobReason] = []
@@ -218,26 +224,44 @@ def decide(request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettin
                     )
                 )
                 continue
+            if profile.name in probe_left:
+                if probe_left[profile.name] == 0:
+                    reasons.append(
+                        JobReason(
+                            job.locator,
+                            "backoff-after-failures",
+                            profile.name,
+                            "one probe agent must register before the rest is launched",
+                        )
+                    )
+                    continue
+                probe_left[profile.name] -= 1
             launch_wanted[profile.name] += 1
             reasons.append(JobReason(job.locator, "launching", profile.name, ""))
 
-    # Launches: demand, then min; bounded by max, backoff and the cycle budget.
+    # Launches: demand, then min; bounded by max, backoff (or its probe) and the cycle budget.
     budget = settings.max_launch_per_cycle
     launches: dict[str, int] = {}
+    over_budget: Counter[str] = Counter()
     for profile in ordered:
         name = profile.name
         keep_min = max(0, profile.min - (active[name] - leaving[name]))
         want = launch_wanted[name] if not stale else 0
         room = max(0, profile.max - active[name])
-        count = min(max(want, keep_min), room)
+        allowed = min(max(want, keep_min), room)
         if name in backoff_until:
-            count = 0
-        count = min(count, budget)
+            allowed = 0
+        elif name in probe_left:
+            allowed = min(allowed, max(0, 1 - in_flight[name]))
+        count = min(allowed, budget)
         budget -= count
         launches[name] = count
-        capped[name] = max(0, want - count) if name not in backoff_until else 0
-    if any(capped.values()):
-        reasons = _cap_reasons(reasons, capped, by_name)
+        # Jobs left without a launch: first those beyond max, then those beyond the budget.
+        capped[name] = max(0, want - allowed)
+        over_budget[name] = max(0, min(want, allowed) - count)
+    if any(capped.values()) or any(over_budget.values()):
+        reasons = _cap_reasons(reasons, capped, over_budget, by_name, settings.max_launch_per_cycle)
+        capped = capped + over_budget
 
     # Scale-down.
     drains: dict[str, list[str]] = {p.name: [] for p in profiles}
@@ -279,18 +303,29 @@ def decide(request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettin
 
 
 def _cap_reasons(
-    reasons: list[JobReason], capped: Counter[str], by_name: dict[str, Profile]
+    reasons: list[JobReason],
+    over_max: Counter[str],
+    over_budget: Counter[str],
+    by_name: dict[str, Profile],
+    budget: int,
 ) -> list[JobReason]:
-    """Turn the newest ``launching`` reasons of each capped profile into ``capped-at-max``."""
+    """Turn the newest ``launching`` reasons of each capped profile into ``capped-at-max``:
+    the newest ones for the profile's ``max``, the ones before them for the cycle's budget."""
     out = list(reasons)
-    remaining = Counter(capped)
+    left_max, left_budget = Counter(over_max), Counter(over_budget)
     for i in range(len(out) - 1, -1, -1):
         r = out[i]
-        if r.reason == "launching" and r.profile and remaining[r.profile] > 0:
-            remaining[r.profile] -= 1
-            out[i] = JobReason(
-                r.locator, "capped-at-max", r.profile, f"max {by_name[r.profile].max} agents reached"
-            )
+        if r.reason != "launching" or not r.profile:
+            continue
+        if left_max[r.profile] > 0:
+            left_max[r.profile] -= 1
+            detail = f"max {by_name[r.profile].max} agents reached"
+        elif left_budget[r.profile] > 0:
+            left_budget[r.profile] -= 1
+            detail = f"max_launch_per_cycle ({budget}) used up; launched in a later cycle"
+        else:
+            continue
+        out[i] = JobReason(r.locator, "capped-at-max", r.profile, detail)
     return out
 
 
@@ -388,4 +423,14 @@ class Judge(BaseActor):
             self._last_summary = summary
             if summary:
                 logger.info("Waiting jobs: %s", ", ".join(f"{n} {reason}" for reason, n in summary))
-        logger.debug("Plan: %r", plan)
+        if logger.isEnabledFor(logging.DEBUG):
+            # A summary, not the plan: with 10,000 jobs the plan's repr is a megabyte.
+            logger.debug(
+                "Plan at %.1f: launch %s, drain %d, %d job reason(s) %s%s",
+                plan.decided_at,
+                dict(plan.launches) or "nothing",
+                len(plan.drains),
+                len(plan.reasons),
+                dict(summary),
+                " (GoCD data stale)" if plan.stale else "",
+            )

@@ -208,6 +208,9 @@ class EnableAgent:
 
     #: Agent UUID.
     uuid: str
+    #: New hostname for the agent in the same change; None keeps it (a Pending agent of ours
+    #: that GoCD knows by its container's hostname is renamed to its task id).
+    hostname: str | None = None
 
 
 @dataclass(frozen=True)
@@ -610,6 +613,9 @@ class ProfileBackoff:
     failures: int
     #: Clock time before which no launch is made; in the past when not backing off.
     until: float
+    #: Whether an agent launched since the last failure has registered. Until one has, launches
+    #: after the backoff are limited to one probe agent at a time.
+    probe_registered: bool = False
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from typing import Any
 from actors import state
 from actors.base import BaseActor, Publisher
 from actors.clock import Clock
-from actors.config import AgentSettings, JudgeSettings, Profile
+from actors.config import AgentSettings, JudgeSettings, Profile, profile_for_task
 from actors.messages import (
     AgentChangeFailed,
     AgentDeleted,
@@ -57,6 +57,8 @@ from actors.messages import (
     FleetAgent,
     FleetChanged,
     FleetView,
+    FrameworkDisconnected,
+    FrameworkError,
     FrameworkRegistered,
     GoAgent,
     GoCDUnavailable,
@@ -85,6 +87,10 @@ LAUNCH_STATES = frozenset({"requested", "launching", "running"})
 WORKING_STATES = frozenset({"registered", "idle", "building"})
 LEAVING_STATES = frozenset({"draining", "killing", "deleting"})
 ENDED_STATES = frozenset({"gone", "failed", "lost"})
+#: Longest wait before a failed GoCD change of an agent is tried again (seconds).
+MAX_CHANGE_RETRY = 300.0
+#: Mesos states of a task that ended without anyone killing it or losing its node.
+ENDED_ON_ITS_OWN = frozenset({"TASK_FINISHED", "TASK_FAILED", "TASK_ERROR"})
 #: GoCD runtime states in which an agent may be killed (not running a job).
 NOT_BUILDING = frozenset({"Idle", "Missing", "LostContact", "Unknown"})
 
@@ -128,6 +134,19 @@ class Record:
     failure: str = ""
     #: A drain found it building and waits for its job to end.
     drain_waits: bool = False
+    #: Clock time by which its agent must have registered with GoCD (pushed back while GoCD
+    #: cannot be read: an outage is not the agent's fault).
+    register_by: float = 0.0
+    #: Clock time its agent registered in this process; None before (or when adopted).
+    registered_at: float | None = None
+    #: Hostname of the Mesos agent node its task was launched on; "" if unknown.
+    node: str = ""
+    #: Number of its launch among the launches of this process (0: loaded or adopted).
+    launch_no: int = 0
+    #: GoCD changes of this agent that failed in a row (approval or a drain step).
+    change_failures: int = 0
+    #: Clock time before which a failed change is not retried.
+    retry_at: float = 0.0
 
     def view(self) -> FleetAgent:
         return FleetAgent(
@@ -144,11 +163,83 @@ class Record:
 
 @dataclass
 class _Backoff:
+    """Crash-loop backoff of one profile's launches."""
+
+    #: Failed waves of launches in a row (a wave: the launches made before a failure).
     failures: int = 0
+    #: Clock time before which nothing is launched.
     until: float = 0.0
+    #: Number of the last launch requested before the last counted failure: launches up to it
+    #: belong to that failure's wave.
+    wave_end: int = 0
+    #: An agent launched since the last failure registered: launch the whole demand again.
+    probe_registered: bool = False
 
 
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
+
+
+#: What ``state.read_json`` answers for a fleet file that does not exist.
+_MISSING = object()
+
+#: Every state of the machine above.
+ALL_STATES = LAUNCH_STATES | WORKING_STATES | LEAVING_STATES | ENDED_STATES
+
+#: How a persisted Record field's JSON value is checked, by the field's annotation.
+_JSON_CHECKS: dict[str, Callable[[Any], bool]] = {
+    "str": lambda v: isinstance(v, str),
+    "str | None": lambda v: v is None or isinstance(v, str),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "float | None": lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "bool": lambda v: isinstance(v, bool),
+}
+_RECORD_FIELDS = {f.name: _JSON_CHECKS[str(f.type)] for f in fields(Record)}
+_REQUIRED_FIELDS = ("task_id", "profile", "state")
+
+
+def _parse_fleet(data: Any) -> tuple[list[Record], dict[str, _Backoff]]:
+    """The records and backoff of a fleet file's JSON; ValueError says what is wrong with it."""
+    if not isinstance(data, dict):
+        raise ValueError(f"the top level is {type(data).__name__}, not an object")
+    if data.get("version") != FLEET_VERSION:
+        raise ValueError(f"version {data.get('version')!r}, not {FLEET_VERSION}")
+    raw_records = data.get("records", [])
+    if not isinstance(raw_records, list):
+        raise ValueError('"records" is not a list')
+    records = [_parse_record(i, raw) for i, raw in enumerate(raw_records)]
+    raw_backoff = data.get("backoff", {})
+    if not isinstance(raw_backoff, dict):
+        raise ValueError('"backoff" is not an object')
+    backoff = {}
+    for name, raw in raw_backoff.items():
+        failures = raw.get("failures") if isinstance(raw, dict) else None
+        if not isinstance(failures, int) or isinstance(failures, bool) or failures < 0:
+            raise ValueError(f'backoff of profile {name!r} is not {{"failures": <count>}}')
+        backoff[name] = _Backoff(failures=failures)
+    return records, backoff
+
+
+def _parse_record(index: int, raw: Any) -> Record:
+    if not isinstance(raw, dict):
+        raise ValueError(f"record {index} is {type(raw).__name__}, not an object")
+    missing = [name for name in _REQUIRED_FIELDS if name not in raw]
+    if missing:
+        raise ValueError(f"record {index} has no {', '.join(missing)}")
+    values = {}
+    for name, check in _RECORD_FIELDS.items():
+        if name in raw:
+            if not check(raw[name]):
+                raise ValueError(f"record {index} has a bad {name}: {raw[name]!r}")
+            values[name] = raw[name]
+    if not values["task_id"] or values["state"] not in ALL_STATES:
+        raise ValueError(f"record {index} has a bad task_id or state")
+    return Record(**values)
+
+
+def _doubling(attempts: int, initial: float, ceiling: float) -> float:
+    """Seconds to wait after ``attempts`` failures in a row: ``initial``, doubling, at most ``ceiling``."""
+    return float(min(initial * 2 ** (attempts - 1), ceiling))
 
 
 class AgentRegistry(BaseActor):
@@ -186,6 +277,9 @@ class AgentRegistry(BaseActor):
         self._awaiting_plan = False
         self._decide_again = False
         self._registered_at: float | None = None
+        self._key_mismatch_told = False
+        #: Launches requested by this process (numbers them for the backoff's waves).
+        self._launches = 0
         self._dirty = False
         self._changed = False
         #: Counters for status and reports.
@@ -207,37 +301,35 @@ class AgentRegistry(BaseActor):
 
     def _load(self) -> None:
         try:
-            data = state.read_json(self._path, default=None)
+            data = state.read_json(self._path, default=_MISSING)
+            if data is _MISSING:
+                return
+            records, backoff = _parse_fleet(data)
         except ValueError as e:
-            # Keep the unreadable file for a human; start empty rather than guess.
+            # Keep the unusable file for a human and start empty rather than guess:
+            # reconciliation with Mesos and GoCD's agent list bring the survivors back.
+            if self._dry_run:
+                logger.error("Fleet state %s is unusable (%s); a dry run leaves it in place", self._path, e)
+                return
             broken = f"{self._path}.broken"
             os.replace(self._path, broken)
             logger.error(
-                "Fleet state %s is not JSON (%s); moved it to %s and starting empty", self._path, e, broken
-            )
-            return
-        if not data:
-            return
-        if data.get("version") != FLEET_VERSION:
-            logger.error(
-                "Fleet state %s has version %r, not %d; ignoring it",
-                self._path,
-                data.get("version"),
-                FLEET_VERSION,
+                "Fleet state %s is unusable (%s); moved it to %s and starting empty", self._path, e, broken
             )
             return
         now = self._clock.now()
-        names = {f.name for f in fields(Record)}
-        for raw in data.get("records", []):
-            record = Record(**{k: v for k, v in raw.items() if k in names})
+        for record in records:
             # Clock values of a previous process mean nothing now: restart the timers.
             record.requested_at = record.state_since = now
             record.step_at = 0.0
+            record.register_by = now + self._agents.register_timeout
+            record.registered_at = None
+            record.launch_no = 0
             if record.idle_since is not None:
                 record.idle_since = now
             self._records[record.task_id] = record
-        for name, raw in data.get("backoff", {}).items():
-            self._backoff[name] = _Backoff(failures=int(raw.get("failures", 0)), until=0.0)
+            self._check_profile(record)
+        self._backoff.update(backoff)
         logger.info("Loaded %d agent record(s) from %s", len(self._records), self._path)
 
     def _save(self) -> None:
@@ -267,6 +359,11 @@ class AgentRegistry(BaseActor):
             self._on_task_update(message)
         elif isinstance(message, FrameworkRegistered):
             self._registered_at = self._clock.now()
+        elif isinstance(message, FrameworkDisconnected):
+            # Until the next subscription has reconciled, Mesos' silence proves nothing.
+            self._registered_at = None
+        elif isinstance(message, FrameworkError):
+            pass  # the bridge logs it and acts; tasks it cost arrive as TaskUpdates
         elif isinstance(message, (AgentEnabled, AgentDisabled, AgentRead)):
             self._on_agent_outcome(message)
         elif isinstance(message, AgentDeleted):
@@ -276,9 +373,7 @@ class AgentRegistry(BaseActor):
         elif isinstance(message, AgentNotFound):
             self._on_not_found(message)
         elif isinstance(message, AgentChangeFailed):
-            logger.warning(
-                "GoCD %s of agent %s failed: %s; retrying", message.action, message.uuid, message.reason
-            )
+            self._on_change_failed(message)
         elif isinstance(message, Peers):
             self._judge, self._bridge, self._poller = message.judge, message.bridge, message.poller
             self._reconcile()
@@ -309,7 +404,9 @@ class AgentRegistry(BaseActor):
         return FleetView(
             agents=tuple(r.view() for r in self._records.values()),
             backoff=tuple(
-                ProfileBackoff(profile=name, failures=b.failures, until=b.until)
+                ProfileBackoff(
+                    profile=name, failures=b.failures, until=b.until, probe_registered=b.probe_registered
+                )
                 for name, b in sorted(self._backoff.items())
                 if b.failures
             ),
@@ -343,7 +440,15 @@ class AgentRegistry(BaseActor):
             self._launch(profile, count)
         for task_id in plan.drains:
             record = self._records.get(task_id)
-            if record is not None and record.state not in ENDED_STATES and not record.retiring:
+            # The plan was decided on an older view: drain only an agent that is still idle
+            # and has been since before the decision (it may have taken a job meanwhile).
+            if (
+                record is not None
+                and record.state == "idle"
+                and not record.retiring
+                and record.idle_since is not None
+                and record.idle_since <= plan.decided_at
+            ):
                 self._start_drain(record, "retired" if self._used_up(record) else "idle")
         if self._decide_again:
             self._decide()
@@ -362,8 +467,15 @@ class AgentRegistry(BaseActor):
         now = self._clock.now()
         task_ids = tuple(self._new_task_id(profile) for _ in range(count))
         for task_id in task_ids:
+            self._launches += 1
             self._records[task_id] = Record(
-                task_id=task_id, profile=profile, state="requested", requested_at=now, state_since=now
+                task_id=task_id,
+                profile=profile,
+                state="requested",
+                requested_at=now,
+                state_since=now,
+                register_by=now + self._agents.register_timeout,
+                launch_no=self._launches,
             )
         self._mark()
         # Persist before the bridge hears of it: a crash now leaves records that
@@ -396,8 +508,10 @@ class AgentRegistry(BaseActor):
 
     def _on_launched(self, message: TaskLaunched) -> None:
         record = self._records.get(message.task_id)
-        if record is not None and record.state == "requested":
-            self._set(record, "launching")
+        if record is not None:
+            record.node = message.hostname
+            if record.state == "requested":
+                self._set(record, "launching")
 
     def _on_task_update(self, update: TaskUpdate) -> None:
         record = self._records.get(update.task_id)
@@ -432,6 +546,8 @@ class AgentRegistry(BaseActor):
             # A working agent's task died under it.
             record.failure = why
             logger.warning("Agent %s lost its task: %s", record.task_id, record.failure)
+            if self._died_young(record, update):
+                self._count_failure(record, f"its agent registered, then the task ended ({why})")
             self._set(record, "lost")
             if record.agent_uuid:
                 self._start_drain(record, "lost")
@@ -441,42 +557,99 @@ class AgentRegistry(BaseActor):
     def _on_unknown_task(self, update: TaskUpdate) -> None:
         if update.is_terminal or not update.task_id.startswith(self._agents.hostname_prefix):
             return
-        profile = update.profile
-        now = self._clock.now()
         # A task of ours we have no record of (state lost, or launched just before a
         # crash): adopt it; if its agent never registers it is killed like any other.
-        record = Record(
-            task_id=update.task_id, profile=profile, state="running", requested_at=now, state_since=now
-        )
+        record = self._adopt(update.task_id, update.profile, "running", "task")
         record.mesos_state = update.state
-        self._records[update.task_id] = record
+
+    def _adopt(self, task_id: str, profile: str, state: str, what: str) -> Record:
+        """A record for an agent of ours found in Mesos or GoCD; its profile is the one its
+        task id names when the finder does not know it (Mesos' status updates carry no labels)."""
+        if not profile:
+            found = profile_for_task(task_id, self._agents.hostname_prefix, tuple(self._profiles.values()))
+            profile = found.name if found is not None else ""
+        now = self._clock.now()
+        record = Record(
+            task_id=task_id,
+            profile=profile,
+            state=state,
+            requested_at=now,
+            state_since=now,
+            register_by=now + self._agents.register_timeout,
+        )
+        self._records[task_id] = record
         self._mark()
-        if profile not in self._profiles:
-            logger.warning("Task %s belongs to unknown profile %r; retiring it", update.task_id, profile)
-            record.retiring = True
-        else:
-            logger.info("Adopting task %s of profile %s", update.task_id, profile)
+        if self._check_profile(record):
+            logger.info("Adopting %s %s of profile %s", what, task_id, profile)
+        return record
+
+    def _check_profile(self, record: Record) -> bool:
+        """Whether the record's profile is configured; if not, the agent is retired."""
+        if record.profile in self._profiles:
+            return True
+        logger.warning("Agent %s belongs to unknown profile %r; retiring it", record.task_id, record.profile)
+        record.retiring = True
+        self._mark()
+        return False
 
     def _launch_failed(self, record: Record, why: str) -> None:
+        self._count_failure(record, why)
+        self._set(record, "failed")
+        self._forget(record)
+
+    def _count_failure(self, record: Record, why: str) -> None:
+        """A launch of the record's profile failed: back off, once per wave of launches.
+
+        Launches requested before the last counted failure belong to its wave, so a
+        burst of failing tasks is one failure, not one per task (loaded and adopted
+        agents count as launched before any failure of this process).
+        """
         record.failure = why
         self.failed_total += 1
+        self._mark()
         backoff = self._backoff.setdefault(record.profile, _Backoff())
+        if backoff.failures and record.launch_no <= backoff.wave_end:
+            logger.warning(
+                "Launch of agent %s (profile %s) failed: %s; same wave as the last failure",
+                record.task_id,
+                record.profile,
+                why,
+            )
+            return
         backoff.failures += 1
-        delay = min(
-            self._judge_settings.backoff_initial * 2 ** (backoff.failures - 1),
-            self._judge_settings.backoff_max,
+        delay = _doubling(
+            backoff.failures, self._judge_settings.backoff_initial, self._judge_settings.backoff_max
         )
-        backoff.until = self._clock.now() + delay
+        now = self._clock.now()
+        backoff.until = now + delay
+        backoff.wave_end = self._launches
+        backoff.probe_registered = False
         logger.warning(
-            "Launch of agent %s (profile %s) failed: %s; %d failure(s) in a row, next launch in %.0fs",
+            "Launch of agent %s (profile %s) failed: %s; %d failure(s) in a row, "
+            "next launch (one probe agent) in %.0fs",
             record.task_id,
             record.profile,
             why,
             backoff.failures,
             delay,
         )
-        self._set(record, "failed")
-        self._forget(record)
+
+    def _died_young(self, record: Record, update: TaskUpdate) -> bool:
+        """Whether a working agent's task ended on its own soon after registering, before it
+        started a job: the image or its setup is broken, as much as a failed launch."""
+        return (
+            update.state in ENDED_ON_ITS_OWN
+            and record.jobs_done == 0
+            and record.registered_at is not None
+            and self._clock.now() - record.registered_at < self._agents.register_timeout
+        )
+
+    def _healthy(self, profile: str, why: str) -> None:
+        """The profile's agents work again: forget its failures."""
+        backoff = self._backoff.pop(profile, None)
+        if backoff is not None and backoff.failures:
+            logger.info("Profile %s works again (%s); its launch backoff is over", profile, why)
+            self._mark()
 
     def _forget(self, record: Record) -> None:
         self._records.pop(record.task_id, None)
@@ -485,41 +658,144 @@ class AgentRegistry(BaseActor):
     # --- GoCD ---------------------------------------------------------------
 
     def _on_backlog(self, backlog: BacklogSnapshot) -> None:
+        if self._unavailable is not None:
+            # Time GoCD could not be read does not count toward register_timeout: the
+            # agents may have been unable to register, and we could not see them if they did.
+            outage = max(0.0, backlog.fetched_at - self._unavailable.since)
+            for record in self._records.values():
+                if record.state in LAUNCH_STATES:
+                    record.register_by += outage
         self._backlog = backlog
         self._unavailable = None
         now = self._clock.now()
         by_host: dict[str, GoAgent] = {agent.hostname: agent for agent in backlog.agents}
+        by_uuid: dict[str, GoAgent] = {agent.uuid: agent for agent in backlog.agents}
+        self._adopt_gocd_agents(by_host)
+        self._tie_pending_agents(backlog)
         for record in list(self._records.values()):
             seen = by_host.get(record.task_id)
+            if seen is None and record.agent_uuid is not None:
+                # Approved from Pending under its container's hostname, then renamed; or not yet renamed.
+                seen = by_uuid.get(record.agent_uuid)
             if seen is not None:
                 self._observe(record, seen, backlog.fetched_at)
             self._check_timers(record, seen, backlog.fetched_at, now)
         self._clean_orphan_agents(backlog, by_host, now)
         self._decide()
 
+    def _adopt_gocd_agents(self, by_host: dict[str, GoAgent]) -> None:
+        """GoCD agents named like ours, of a configured profile, without a record (the fleet file
+        was lost): adopt them before deciding, so that they count toward ``max``, and ask Mesos
+        about their tasks (a task Mesos does not know makes the record lost, and its agent is
+        drained and deleted)."""
+        adopted = []
+        for host, agent in by_host.items():
+            if not host.startswith(self._agents.hostname_prefix) or host in self._records or agent.is_elastic:
+                continue
+            found = profile_for_task(host, self._agents.hostname_prefix, tuple(self._profiles.values()))
+            if found is None or self._record_by_uuid(agent.uuid) is not None:
+                continue  # not attributable: _clean_orphan_agents removes it once it is idle
+            record = self._adopt(host, found.name, "registered", "GoCD agent")
+            adopted.append((record.task_id, record.profile))
+        if adopted and self._bridge is not None:
+            self._bridge.tell(ReconcileTasks(tasks=tuple(adopted)))
+
+    def _tie_pending_agents(self, backlog: BacklogSnapshot) -> None:
+        """Tie Pending agents that carry no task id to the task that runs them.
+
+        An agent whose auto-register key GoCD refused is Pending under its machine's
+        hostname, not under AGENT_AUTO_REGISTER_HOSTNAME (reference 4.5): where the network
+        lets Mesos set the container's hostname it is the task id anyway; with host
+        networking it is the Mesos node's hostname. A Pending agent on a node where exactly
+        one launch of ours waits for its agent, and the only such Pending agent there, is
+        that launch's agent.
+        """
+        known = {r.agent_uuid for r in self._records.values() if r.agent_uuid}
+        pending: dict[str, list[GoAgent]] = {}
+        for agent in backlog.agents:
+            if (
+                agent.config_state == "Pending"
+                and agent.uuid not in known
+                and agent.hostname not in self._records
+            ):
+                pending.setdefault(agent.hostname, []).append(agent)
+        if not pending:
+            return
+        waiting: dict[str, list[Record]] = {}
+        for record in self._records.values():
+            if record.state in LAUNCH_STATES and record.agent_uuid is None and record.node:
+                waiting.setdefault(record.node, []).append(record)
+        for node, records in waiting.items():
+            agents = pending.get(node, [])
+            if len(records) == 1 and len(agents) == 1:
+                (record,), (agent,) = records, agents
+                logger.info(
+                    "Pending GoCD agent %s (%s) is on node %s, where only agent %s of ours waits: it is ours",
+                    agent.hostname,
+                    agent.uuid,
+                    node,
+                    record.task_id,
+                )
+                record.agent_uuid = agent.uuid
+                self._mark()
+            elif agents:
+                self._key_mismatch(
+                    f"{len(agents)} Pending GoCD agent(s) on node {node}, where {len(records)} agents of "
+                    "ours wait to register, cannot be told apart"
+                )
+
+    def _key_mismatch(self, what: str) -> None:
+        """Say once, as an ERROR, that our agents come up Pending and what that means."""
+        if self._key_mismatch_told:
+            logger.warning("%s: the auto-register key still does not match", what)
+            return
+        self._key_mismatch_told = True
+        logger.error(
+            "%s: our agents register Pending, so the [agents] auto_register_key does not match the GoCD "
+            "server's agentAutoRegisterKey (Admin > Server Configuration); gocd-mesos approves the agents "
+            "it can tie to their tasks, but fix the key",
+            what,
+        )
+
     def _observe(self, record: Record, agent: GoAgent, fetched_at: float) -> None:
         if record.agent_uuid != agent.uuid:
             record.agent_uuid = agent.uuid
             self._mark()
-        if record.state in LAUNCH_STATES:
-            self._set(record, "registered")
-            logger.info("Agent %s registered with GoCD as %s", record.task_id, agent.uuid)
-            backoff = self._backoff.get(record.profile)
-            if backoff is not None and backoff.failures:
-                backoff.failures, backoff.until = 0, 0.0
-                self._mark()
         if agent.config_state == "Pending":
-            if not record.enable_sent and not record.retiring:
-                logger.error(
-                    "Agent %s registered Pending: the auto-register key gocd-mesos gives agents does not "
-                    "match the GoCD server's agentAutoRegisterKey; approving it",
-                    record.task_id,
-                )
+            if not record.enable_sent and not record.retiring and self._clock.now() >= record.retry_at:
+                self._key_mismatch(f"Agent {record.task_id} registered Pending")
                 record.enable_sent = True
                 self._mark()
-                self._ask_poller(EnableAgent(uuid=agent.uuid), f"approve agent {record.task_id}")
+                # Approve it, under its task id if GoCD knows it by another hostname.
+                hostname = record.task_id if agent.hostname != record.task_id else None
+                self._ask_poller(
+                    EnableAgent(uuid=agent.uuid, hostname=hostname), f"approve agent {record.task_id}"
+                )
             return
+        if record.state in LAUNCH_STATES:
+            now = self._clock.now()
+            self._set(record, "registered")
+            record.registered_at = now
+            logger.info("Agent %s registered with GoCD as %s", record.task_id, agent.uuid)
+            backoff = self._backoff.get(record.profile)
+            if backoff is not None and backoff.failures and not backoff.probe_registered:
+                backoff.probe_registered = True
+                backoff.until = min(backoff.until, now)
+                logger.info(
+                    "Agent %s of profile %s registered after %d failed launch wave(s): launching "
+                    "the rest of the demand",
+                    record.task_id,
+                    record.profile,
+                    backoff.failures,
+                )
+                self._mark()
         if record.state in LEAVING_STATES or record.state in ENDED_STATES:
+            return
+        if agent.config_state == "Disabled" and not record.retiring:
+            # Someone disabled an agent of ours: it is no capacity any more. Drain it; the
+            # drain waits for a running job to end.
+            logger.info("Agent %s was disabled in GoCD by someone else", record.task_id)
+            self._start_drain(record, "disabled in GoCD")
             return
         if _building(agent):
             details = agent.build_details
@@ -528,6 +804,7 @@ class AgentRegistry(BaseActor):
                 record.jobs_done += 1
                 record.last_job = job
                 self._mark()
+                self._healthy(record.profile, f"agent {record.task_id} runs a job")
             record.idle_since = None
             self._set(record, "building")
             if self._used_up(record) and not record.retiring and agent.config_state == "Enabled":
@@ -539,11 +816,7 @@ class AgentRegistry(BaseActor):
 
     def _check_timers(self, record: Record, agent: GoAgent | None, fetched_at: float, now: float) -> None:
         age = now - record.state_since
-        if (
-            record.state in ("launching", "running")
-            and agent is None
-            and now - record.requested_at > self._agents.register_timeout
-        ):
+        if record.state in ("launching", "running") and agent is None and now > record.register_by:
             logger.warning(
                 "Agent %s did not register with GoCD within %.0fs; killing its task",
                 record.task_id,
@@ -551,7 +824,7 @@ class AgentRegistry(BaseActor):
             )
             self._launch_failed(record, "did not register in time")
             self._kill(record.task_id)
-        elif record.state == "requested" and now - record.requested_at > self._agents.register_timeout:
+        elif record.state == "requested" and now > record.register_by:
             logger.warning(
                 "No Mesos offer fitted agent %s of profile %s within %.0fs; giving up on it",
                 record.task_id,
@@ -565,6 +838,7 @@ class AgentRegistry(BaseActor):
             and record.state in LEAVING_STATES
             and age >= self._retry_after
             and now - record.step_at >= self._retry_after
+            and now >= record.retry_at
         ):
             self._continue_drain(record, agent, fetched_at)
         elif record.retiring and record.state in WORKING_STATES | {"lost"}:
@@ -577,6 +851,12 @@ class AgentRegistry(BaseActor):
         ):
             # This listing was taken after the disable: it is the re-read.
             self._confirm_idle(record, agent)
+        elif (
+            record.state in WORKING_STATES
+            and record.registered_at is not None
+            and now - record.registered_at >= self._agents.register_timeout
+        ):
+            self._healthy(record.profile, f"agent {record.task_id} stayed up")
 
     def _clean_orphan_agents(self, backlog: BacklogSnapshot, by_host: dict[str, GoAgent], now: float) -> None:
         """GoCD agents named like ours that no record accounts for: disable, then delete."""
@@ -664,6 +944,9 @@ class AgentRegistry(BaseActor):
                 if not _building(agent):
                     self._ask_poller(DeleteAgent(uuid=agent.uuid), f"delete orphan agent {agent.hostname}")
             return
+        if record.change_failures:
+            record.change_failures, record.retry_at = 0, 0.0
+            self._mark()
         if isinstance(message, AgentEnabled):
             logger.info("Agent %s approved", record.task_id)
             return
@@ -674,6 +957,27 @@ class AgentRegistry(BaseActor):
             self._ask_poller(ReadAgent(uuid=message.agent.uuid), f"re-read agent {record.task_id}")
         else:
             self._confirm_idle(record, message.agent)
+
+    def _on_change_failed(self, message: AgentChangeFailed) -> None:
+        """A GoCD change or read failed (network, auth, 5xx): retry it, backing off."""
+        record = self._record_by_uuid(message.uuid)
+        if record is None:
+            # An orphan's cleanup: the next snapshot starts it again.
+            logger.warning("GoCD %s of agent %s failed: %s", message.action, message.uuid, message.reason)
+            return
+        record.change_failures += 1
+        delay = _doubling(record.change_failures, self._retry_after, MAX_CHANGE_RETRY)
+        record.retry_at = self._clock.now() + delay
+        if message.action == "enable":
+            record.enable_sent = False  # the next snapshot that shows it Pending asks again
+        self._mark()
+        logger.warning(
+            "GoCD %s of agent %s failed: %s; retrying in %.0fs",
+            message.action,
+            record.task_id,
+            message.reason,
+            delay,
+        )
 
     def _on_deleted(self, uuid: str) -> None:
         record = self._record_by_uuid(uuid)

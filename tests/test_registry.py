@@ -9,6 +9,7 @@ import pytest
 
 from actors.config import AgentSettings, JudgeSettings, Profile, Secret
 from actors.messages import (
+    AgentChangeFailed,
     AgentDeleted,
     AgentDeleteRefused,
     AgentDisabled,
@@ -193,7 +194,7 @@ def test_max_jobs_disables_the_agent_as_it_starts_its_last_job(h):
     assert h.bridge.of(KillAgent) == []
 
 
-def test_failed_launches_back_off_exponentially_and_registration_resets(h):
+def test_failed_launches_back_off_exponentially_registration_resumes_and_a_job_resets(h):
     (t1,) = h.launch()
     h.task(t1, "TASK_FAILED", reason="REASON_CONTAINER_LAUNCH_FAILED")
     (b,) = h.registry.fleet().backoff
@@ -207,6 +208,11 @@ def test_failed_launches_back_off_exponentially_and_registration_resets(h):
     (t3,) = h.launch()
     h.task(t3, "TASK_RUNNING")
     h.snapshot(agent(t3))
+    # A registered agent lets the whole demand launch again; its failures are kept until an
+    # agent proves the profile works by running a job (or by staying up register_timeout).
+    (b,) = h.registry.fleet().backoff
+    assert (b.failures, b.until, b.probe_registered) == (2, h.clock.now(), True)
+    h.snapshot(agent(t3, "Building", build="p/1/s/1/j"))
     assert h.registry.fleet().backoff == ()
 
 
@@ -334,3 +340,243 @@ def test_broken_state_file_is_kept_aside(clock, tmp_path, caplog):
     h = Harness(clock, tmp_path)
     assert h.states() == {}
     assert (tmp_path / "fleet.json.broken").exists()
+
+
+# --- issue 8: defects found by adversarial testing ---------------------------------------------------
+
+
+def _judge_view(h, *jobs):
+    """The judge's plan for ``jobs`` on the registry's current fleet."""
+    from actors.judge import decide
+    from actors.messages import ScheduledJob
+
+    scheduled = tuple(
+        ScheduledJob(
+            locator=f"p/{n}/s/1/j",
+            pipeline="p",
+            pipeline_counter=n,
+            stage="s",
+            stage_counter=1,
+            name="j",
+            resources=frozenset({"linux"}),
+        )
+        for n in jobs
+    )
+    backlog = BacklogSnapshot(jobs=scheduled, agents=(), fetched_at=h.clock.now())
+    return decide(Decide(backlog=backlog, fleet=h.registry.fleet()), (LINUX, ONCE), JUDGE, h.clock.now())
+
+
+def test_an_agent_disabled_by_an_operator_is_no_capacity_and_is_drained_once_idle(h):
+    (t,) = h.launch()
+    h.task(t, "TASK_RUNNING")
+    h.snapshot(agent(t, "Building", build="p/1/s/1/j"))
+    # An operator disables it while it builds.
+    h.snapshot(agent(t, "Building", config="Disabled", build="p/1/s/1/j"))
+    assert h.states()[t] == "draining"
+    assert [r.reason for r in _judge_view(h, 2).reasons] == ["launching"]
+    h.send(AgentRead(agent=agent(t, "Building", config="Disabled", build="p/1/s/1/j")))
+    assert h.bridge.of(KillAgent) == []  # never while building
+    h.clock.advance(11)
+    h.snapshot(agent(t, "Idle", config="Disabled"))
+    assert h.bridge.of(KillAgent) == [KillAgent(task_id=t)]
+
+
+def test_an_agent_first_seen_disabled_is_drained_too(h):
+    (t,) = h.launch()
+    h.task(t, "TASK_RUNNING")
+    h.snapshot(agent(t, config="Disabled"))
+    assert h.states()[t] == "draining"
+    assert [r.reason for r in _judge_view(h, 1).reasons] == ["launching"]
+
+
+def test_lost_fleet_file_survivors_are_adopted_with_their_profile_before_deciding(clock, tmp_path, caplog):
+    survivors = [f"{PREFIX}linux-0000000{i}" for i in range(3)]
+    (tmp_path / "fleet.json").write_text('{"version": 1, "recor')
+    again = Harness(clock, tmp_path)
+    assert (tmp_path / "fleet.json.broken").exists()
+    again.plan()  # the answer to the Decide asked at start
+    again.send(
+        BacklogSnapshot(
+            jobs=(),
+            agents=tuple(agent(t, "Building", build=f"p/{i}/s/1/j") for i, t in enumerate(survivors)),
+            fetched_at=clock.now(),
+        )
+    )
+    # The decision already counts them, with their real profile.
+    decide_request = again.judge.of(Decide)[-1]
+    assert {(a.task_id, a.profile, a.state) for a in decide_request.fleet.agents} == {
+        (t, "linux", "building") for t in survivors
+    }
+    assert set(again.bridge.of(ReconcileTasks)[-1].tasks) == {(t, "linux") for t in survivors}
+    assert "unknown profile" not in caplog.text
+    # A task that only Mesos reports (its agent not registered yet) gets its profile from its id.
+    again.plan()
+    again.task(f"{PREFIX}once-0000000a", "TASK_RUNNING", profile="")
+    assert again.registry.fleet().agents[-1].profile == "once"
+
+
+def test_an_adopted_agent_whose_task_mesos_does_not_know_is_drained_and_deleted(h):
+    ghost = f"{PREFIX}linux-0000beef"
+    h.snapshot(agent(ghost, "LostContact"))
+    h.task(ghost, "TASK_LOST", reason="REASON_RECONCILIATION")
+    assert h.poller.of(DisableAgent) == [DisableAgent(uuid=f"uuid-{ghost}")]
+    h.send(AgentRead(agent=agent(ghost, "LostContact", config="Disabled")))
+    assert h.poller.of(DeleteAgent) == [DeleteAgent(uuid=f"uuid-{ghost}")]
+
+
+def test_gocd_outage_time_does_not_count_toward_register_timeout(h):
+    (t,) = h.launch()
+    h.task(t, "TASK_RUNNING")
+    h.clock.advance(10)
+    h.send(GoCDUnavailable(reason="503", since=h.clock.now()))
+    h.plan()
+    h.clock.advance(400)  # GoCD answers 503 for longer than register_timeout (300 s)
+    h.snapshot()
+    assert h.bridge.of(KillAgent) == [] and h.registry.failed_total == 0
+    assert h.states()[t] == "running"
+    h.clock.advance(291)  # 10 s before the outage + 291 s after it: past the 300 s
+    h.snapshot()
+    assert h.bridge.of(KillAgent) == [KillAgent(task_id=t)]
+
+
+def test_a_pending_agent_under_its_nodes_hostname_is_tied_to_its_task_and_approved_as_it(h, caplog):
+    (t,) = h.launch()
+    h.send(TaskLaunched(task_id=t, profile="linux", agent_id="S1", hostname="node1"))
+    h.task(t, "TASK_RUNNING")
+    pending = agent("node1", "Unknown", config="Pending", uuid="uuid-p1")
+    with caplog.at_level(logging.ERROR):
+        h.snapshot(pending)
+        h.snapshot(pending)
+    assert h.poller.of(EnableAgent) == [EnableAgent(uuid="uuid-p1", hostname=t)]
+    errors = [r for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 1 and "auto_register_key does not match" in errors[0].getMessage()
+    # Approved and renamed: it registers as the task's agent.
+    h.snapshot(agent(t, uuid="uuid-p1"))
+    assert h.states()[t] == "idle"
+
+
+def test_pending_agents_that_cannot_be_told_apart_are_not_approved(h, caplog):
+    t1, t2 = h.launch(count=2)
+    for t in (t1, t2):
+        h.send(TaskLaunched(task_id=t, profile="linux", agent_id="S1", hostname="node1"))
+    with caplog.at_level(logging.ERROR):
+        h.snapshot(
+            agent("node1", "Unknown", config="Pending", uuid="p1"),
+            agent("node1", "Unknown", config="Pending", uuid="p2"),
+        )
+    assert h.poller.of(EnableAgent) == []
+    assert "cannot be told apart" in caplog.text and "auto_register_key does not match" in caplog.text
+
+
+def test_a_failed_approval_is_retried_with_backoff(h):
+    (t,) = h.launch()
+    h.task(t, "TASK_RUNNING")
+    h.snapshot(agent(t, "Unknown", config="Pending"))
+    h.send(AgentChangeFailed(uuid=f"uuid-{t}", action="enable", reason="500", status=500))
+    h.snapshot(agent(t, "Unknown", config="Pending"))
+    assert len(h.poller.of(EnableAgent)) == 1  # not at once
+    h.clock.advance(20)
+    h.snapshot(agent(t, "Unknown", config="Pending"))
+    assert len(h.poller.of(EnableAgent)) == 2
+    h.send(AgentChangeFailed(uuid=f"uuid-{t}", action="enable", reason="500", status=500))
+    h.clock.advance(20)
+    h.snapshot(agent(t, "Unknown", config="Pending"))
+    assert len(h.poller.of(EnableAgent)) == 2  # the second failure waits twice as long
+    h.clock.advance(20)
+    h.snapshot(agent(t, "Unknown", config="Pending"))
+    assert len(h.poller.of(EnableAgent)) == 3
+
+
+def test_a_wave_of_failing_launches_is_one_failure(h):
+    tasks = h.launch(count=5)
+    for t in tasks:
+        h.task(t, "TASK_FAILED", reason="REASON_CONTAINER_LAUNCH_FAILED")
+    (b,) = h.registry.fleet().backoff
+    assert (b.failures, b.until, b.probe_registered) == (1, h.clock.now() + 30, False)
+    assert h.registry.failed_total == 5
+    h.clock.advance(31)
+    (probe,) = h.launch()
+    h.task(probe, "TASK_FAILED")
+    (b,) = h.registry.fleet().backoff
+    assert (b.failures, b.until) == (2, h.clock.now() + 60)
+
+
+def test_an_agent_that_dies_soon_after_registering_without_a_job_is_a_failure(h):
+    (t,) = h.launch()
+    h.task(t, "TASK_RUNNING")
+    h.snapshot(agent(t))
+    h.clock.advance(5)
+    h.task(t, "TASK_FAILED", reason="REASON_COMMAND_EXECUTOR_FAILED")
+    (b,) = h.registry.fleet().backoff
+    assert b.failures == 1 and h.registry.failed_total == 1
+    # One that ran a job first is a lost agent, not a crash loop.
+    (t2,) = h.launch()
+    h.task(t2, "TASK_RUNNING")
+    h.snapshot(agent(t2, "Building", build="p/1/s/1/j"))
+    h.task(t2, "TASK_FAILED")
+    assert h.registry.failed_total == 1
+
+
+def test_an_agent_that_stays_up_ends_the_backoff(h):
+    (t,) = h.launch()
+    h.task(t, "TASK_FAILED")
+    h.clock.advance(31)
+    (probe,) = h.launch()
+    h.task(probe, "TASK_RUNNING")
+    h.snapshot(agent(probe))
+    assert h.registry.fleet().backoff[0].probe_registered
+    h.clock.advance(301)
+    h.snapshot(agent(probe))
+    assert h.registry.fleet().backoff == ()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        '{"version": 1, "records": [{"task_id": "gocd-mesos-a", "profile": "linux"}]}',
+        "[]",
+        '{"version": 1, "records": {}}',
+        '{"version": 1, "records": [null]}',
+        '{"version": 1, "records": [], "backoff": []}',
+        '{"version": 1, "records": [], "backoff": {"linux": {"failures": "many"}}}',
+        '{"version": 1, "records": [{"task_id": "t", "profile": "linux", "state": "flying"}]}',
+        '{"version": 1, "records": [{"task_id": "t", "profile": 3, "state": "idle"}]}',
+        '{"version": 2, "records": []}',
+        "null",
+    ],
+)
+def test_a_fleet_file_of_the_wrong_shape_is_set_aside(clock, tmp_path, caplog, content):
+    (tmp_path / "fleet.json").write_text(content)
+    with caplog.at_level(logging.ERROR):
+        h = Harness(clock, tmp_path)
+    assert h.states() == {}
+    assert (tmp_path / "fleet.json.broken").read_text() == content
+    assert "is unusable" in caplog.text
+
+
+def test_a_drain_decided_on_an_older_view_is_checked_against_the_latest(h):
+    (t,) = h.launch()
+    h.task(t, "TASK_RUNNING")
+    h.snapshot(agent(t))
+    decided_at = h.clock.now()
+    h.clock.advance(5)
+    # The judge decided to drain it; meanwhile a snapshot shows it building.
+    h.send(
+        BacklogSnapshot(jobs=(), agents=(agent(t, "Building", build="p/1/s/1/j"),), fetched_at=h.clock.now())
+    )
+    h.send(ScalePlan(decided_at=decided_at, drains=(t,)))
+    assert h.poller.of(DisableAgent) == [] and h.states()[t] == "building"
+    # Building and idle again since the decision: still not drained on that plan.
+    h.clock.advance(5)
+    h.snapshot(agent(t))
+    h.send(ScalePlan(decided_at=decided_at, drains=(t,)))
+    assert h.poller.of(DisableAgent) == []
+
+
+def test_mesos_disconnects_and_errors_are_handled(h, caplog):
+    from actors.messages import FrameworkDisconnected, FrameworkError
+
+    with caplog.at_level(logging.WARNING):
+        h.send(FrameworkDisconnected(since=h.clock.now()))
+        h.send(FrameworkError("boom"))
+    assert "does not handle" not in caplog.text
