@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import getpass
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -304,28 +305,36 @@ _MEMSIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt])?i?b?\s*$", re.IGNORECA
 _MEMSIZE_UNITS = {"k": 1 / 1024, "m": 1.0, "g": 1024.0, "t": 1024.0 * 1024}
 
 
+def _finite(number: float, value: object) -> float:
+    """``number`` if it is finite: inf and nan pass ``float()`` and ``> 0`` but break
+    timers and arithmetic (a run of digits, or a large one times a unit, is inf too)."""
+    if not math.isfinite(number):
+        raise ValueError(f'"{value}" is not a finite number')
+    return number
+
+
 def parse_duration(value: str | float | int) -> float:
     """Seconds in ``30s``, ``5m``, ``1h``, ``7d``, ``250ms`` or a bare number of seconds."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value < 0:
+        if _finite(float(value), value) < 0:
             raise ValueError(f"{value!r} is negative")
         return float(value)
     match = _DURATION_RE.match(str(value))
     if not match:
         raise ValueError(f'"{value}" is not a duration (use e.g. 30s, 5m, 1h, 7d)')
-    return float(match.group(1)) * _DURATION_UNITS[(match.group(2) or "s").lower()]
+    return _finite(float(match.group(1)) * _DURATION_UNITS[(match.group(2) or "s").lower()], value)
 
 
 def parse_memsize(value: str | float | int) -> float:
     """Megabytes in ``512M``, ``2G``, ``1T``, ``64K`` or a bare number of MB."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value < 0:
+        if _finite(float(value), value) < 0:
             raise ValueError(f"{value!r} is negative")
         return float(value)
     match = _MEMSIZE_RE.match(str(value))
     if not match:
         raise ValueError(f'"{value}" is not a memory size (use e.g. 512M, 2G)')
-    return float(match.group(1)) * _MEMSIZE_UNITS[(match.group(2) or "m").lower()]
+    return _finite(float(match.group(1)) * _MEMSIZE_UNITS[(match.group(2) or "m").lower()], value)
 
 
 class _Invalid(validate.ValidateError):
@@ -351,6 +360,8 @@ def _check_positive_float(value: Any) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise _Invalid(f'"{value}" is not a number') from None
+    if not math.isfinite(number):
+        raise _Invalid(f'"{value}" is not a finite number')
     if not number > 0:
         raise _Invalid(f'"{value}" must be greater than 0')
     return number

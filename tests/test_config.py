@@ -350,3 +350,56 @@ def test_user_network_needs_a_name():
     problems = problems_of(MINIMAL + "network_name = ci-net\n")
     assert problems == ["test.ini: [profiles][linux] network_name: only used with network = user"]
     assert load_text(MINIMAL + "network = user\nnetwork_name = ci-net\n").profiles[0].network_name == "ci-net"
+
+
+HUGE = "1" + "0" * 305  # finite as a float, infinite once multiplied by a unit
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        float("inf"),
+        float("-inf"),
+        float("nan"),
+        pytest.param("9" * 400, id="400-digits"),
+        pytest.param(HUGE + "d", id="1e305d"),
+    ],
+    ids=str,
+)
+def test_non_finite_durations_are_refused(value):
+    with pytest.raises(ValueError, match="not a finite number"):
+        parse_duration(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        float("inf"),
+        float("-inf"),
+        float("nan"),
+        pytest.param("9" * 400, id="400-digits"),
+        pytest.param(HUGE + "T", id="1e305T"),
+    ],
+    ids=str,
+)
+def test_non_finite_memsizes_are_refused(value):
+    with pytest.raises(ValueError, match="not a finite number"):
+        parse_memsize(value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("cpus", "inf"),
+        ("cpus", "-inf"),
+        ("cpus", "nan"),
+        ("cpus", "Infinity"),
+        ("cpus", "1e999"),
+        pytest.param("mem", "9" * 400, id="mem-400-digits"),
+        pytest.param("disk", HUGE + "T", id="disk-1e305T"),
+        pytest.param("idle_timeout", HUGE + "d", id="idle_timeout-1e305d"),
+    ],
+)
+def test_non_finite_profile_values_are_refused(key, value):
+    (problem,) = problems_of(MINIMAL + f"{key} = {value}\n")
+    assert problem == f'test.ini: [profiles][linux] {key}: "{value}" is not a finite number'
