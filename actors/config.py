@@ -20,7 +20,7 @@ import getpass
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -341,18 +341,45 @@ class _Invalid(validate.ValidateError):
     """A check's own message, shown as is."""
 
 
-def _check_duration(value: Any) -> float:
-    try:
-        return parse_duration(value)
-    except ValueError as e:
-        raise _Invalid(str(e)) from None
+def _at_least(value: Any, number: float, bound: str | None, parse: Callable[[str], float], too: str) -> None:
+    if bound is not None and number < parse(bound):
+        raise _Invalid(f'"{value}" is {too} (must be at least {bound})')
 
 
-def _check_memsize(value: Any) -> float:
+def _above(value: Any, number: float, bound: str | None, parse: Callable[[str], float], too: str) -> None:
+    if bound is not None and not number > parse(bound):
+        raise _Invalid(f'"{value}" is {too} (must be greater than {bound})')
+
+
+def _check_duration(value: Any, at_least: str | None = None, above: str | None = None) -> float:
+    """A duration; ``at_least`` or ``above`` (durations too) bound it from below."""
     try:
-        return parse_memsize(value)
+        seconds = parse_duration(value)
     except ValueError as e:
         raise _Invalid(str(e)) from None
+    _at_least(value, seconds, at_least, parse_duration, "too short")
+    _above(value, seconds, above, parse_duration, "too short")
+    return seconds
+
+
+def _check_memsize(value: Any, above: str | None = None) -> float:
+    """A memory size; ``above`` (a memory size too) bounds it from below."""
+    try:
+        megabytes = parse_memsize(value)
+    except ValueError as e:
+        raise _Invalid(str(e)) from None
+    _above(value, megabytes, above, parse_memsize, "too small")
+    return megabytes
+
+
+def _check_integer(value: Any, min: Any = None, max: Any = None) -> int:
+    """configobj's ``integer``, with the allowed range in its messages."""
+    try:
+        return int(validate.is_integer(value, min, max))
+    except validate.VdtValueTooSmallError:
+        raise _Invalid(f'"{value}" is too small (must be at least {min})') from None
+    except validate.VdtValueTooBigError:
+        raise _Invalid(f'"{value}" is too big (must be at most {max})') from None
 
 
 def _check_positive_float(value: Any) -> float:
@@ -449,6 +476,7 @@ def _check_hostname_prefix(value: Any) -> str:
 CHECKS = {
     "duration": _check_duration,
     "memsize": _check_memsize,
+    "integer": _check_integer,
     "positive_float": _check_positive_float,
     "go_url": _check_go_url,
     "mesos_master": _check_mesos_master,
@@ -524,12 +552,12 @@ def loads(lines: list[str], path: str = "<config>", environ: Mapping[str, str] |
 
     problems: list[str] = []
     result = cfg.validate(validate.Validator(CHECKS), preserve_errors=True)
-    if result is not True:
-        for section_path, key, error in configobj.flatten_errors(cfg, result):
-            if key is None:
-                problems.append(f"{path}: {_where(section_path, None)}: section missing")
-            else:
-                problems.append(f"{path}: {_where(section_path, key)}: {_problem_text(error)}")
+    errors = configobj.flatten_errors(cfg, result) if result is not True else []
+    for section_path, key, error in errors:
+        if key is None:
+            problems.append(f"{path}: {_where(section_path, None)}: section missing")
+        else:
+            problems.append(f"{path}: {_where(section_path, key)}: {_problem_text(error)}")
     for section_path, name in configobj.get_extra_values(cfg):
         known = _spec_keys(spec, tuple(section_path))
         hint = difflib.get_close_matches(name, known, n=1)
@@ -537,11 +565,7 @@ def loads(lines: list[str], path: str = "<config>", environ: Mapping[str, str] |
         kind = "unknown section" if isinstance(_get(cfg, section_path).get(name), Mapping) else "unknown key"
         problems.append(f"{path}: {_where(section_path, name)}: {kind}{suggestion}")
 
-    invalid = (
-        {tuple(section_path) for section_path, _, _ in configobj.flatten_errors(cfg, result)}
-        if result is not True
-        else set()
-    )
+    invalid = {(*section_path, key) if key else tuple(section_path) for section_path, key, _ in errors}
     settings = _convert(cfg, path, environ, problems, invalid)
     if problems or settings is None:
         raise ConfigError(problems)
@@ -625,9 +649,13 @@ def _convert(
     problems: list[str],
     invalid: set[tuple[str, ...]],
 ) -> Settings | None:
-    """Cross-key checks and conversion; sections in ``invalid`` failed their
-    checks already, so only their string-valued keys are looked at."""
-    g, m, a = cfg["gocd"], cfg["mesos"], cfg["agents"]
+    """Cross-key checks and conversion. ``invalid`` holds the path of every key
+    (section path + key) that failed its check already: such a key still holds
+    its text, so a cross-key check only looks at keys that passed theirs."""
+    g, m, a, j = cfg["gocd"], cfg["mesos"], cfg["agents"], cfg["judge"]
+
+    def valid(*key_path: str) -> bool:
+        return key_path not in invalid
 
     password = _secret(g, "gocd", "password", "password_file", path, environ, problems)
     token = _secret(g, "gocd", "token", "token_file", path, environ, problems)
@@ -663,14 +691,29 @@ def _convert(
 
     profiles = []
     for name in cfg["profiles"].sections:
-        if not any(sp[:2] == ("profiles", name) for sp in invalid):
-            profiles.append(_convert_profile(name, cfg["profiles"][name], path, problems))
+        bad = {sp[2] for sp in invalid if sp[:2] == ("profiles", name) and len(sp) > 2}
+        profiles.append(_convert_profile(name, cfg["profiles"][name], path, problems, bad))
     if not cfg["profiles"].sections:
         problems.append(f"{path}: [profiles]: no agent profile (add one, e.g. [[linux]] with image = …)")
 
-    j = cfg["judge"]
-    if ("judge",) not in invalid and j["backoff_max"] < j["backoff_initial"]:
-        problems.append(f"{path}: [judge] backoff_max: smaller than backoff_initial")
+    if valid("judge", "stale_after"):
+        # With poll_interval invalid (and reported) compare with 0, so that
+        # stale_after = 0 is reported in this same run.
+        poll_ok = valid("gocd", "poll_interval")
+        poll = g["poll_interval"] if poll_ok else 0.0
+        if not j["stale_after"] > poll:
+            shown = f" ({poll:g}s)" if poll_ok else ""
+            problems.append(
+                f"{path}: [judge] stale_after: {j['stale_after']:g}s must be greater than [gocd] "
+                f"poll_interval{shown}: GoCD data ages that much between two polls, so it would "
+                "count as stale in normal operation"
+            )
+    backoffs_ok = valid("judge", "backoff_initial") and valid("judge", "backoff_max")
+    if backoffs_ok and j["backoff_max"] < j["backoff_initial"]:
+        problems.append(
+            f"{path}: [judge] backoff_max: {j['backoff_max']:g}s is smaller than backoff_initial "
+            f"({j['backoff_initial']:g}s); must be at least backoff_initial"
+        )
     if problems or invalid:
         return None
     listen_host, listen_port = cfg["http"]["listen"]
@@ -728,12 +771,14 @@ def _current_user() -> str:
         return "root"
 
 
-def _convert_profile(name: str, p: Any, path: str, problems: list[str]) -> Profile | None:
+def _convert_profile(name: str, p: Any, path: str, problems: list[str], bad: set[str]) -> Profile | None:
+    """The profile ``name``, or None after adding its problems; keys in ``bad``
+    failed their checks already and still hold their text."""
     where = f"{path}: [profiles][{name}]"
     before = len(problems)
     if not _PROFILE_NAME_RE.match(name):
         problems.append(f"{where}: profile name must be letters, digits, '.', '_' or '-' (at most 63)")
-    if p["min"] > p["max"]:
+    if not bad & {"min", "max"} and p["min"] > p["max"]:
         problems.append(f"{where} min: {p['min']} is greater than max ({p['max']})")
     constraints = []
     for text in p["constraints"]:
@@ -753,16 +798,17 @@ def _convert_profile(name: str, p: Any, path: str, problems: list[str]) -> Profi
             problems.append(f"{where}[env] {var}: not a valid environment variable name")
         elif var.startswith(_RESERVED_ENV) or var.startswith("GO_EA_"):
             problems.append(f"{where}[env] {var}: set by gocd-mesos itself; remove it")
-    if p["network"] == "user" and not p["network_name"].strip():
-        problems.append(f"{where} network_name: required with network = user")
-    if p["network_name"].strip() and p["network"] != "user":
-        problems.append(f"{where} network_name: only used with network = user")
+    if not bad & {"network", "network_name"}:
+        if p["network"] == "user" and not p["network_name"].strip():
+            problems.append(f"{where} network_name: required with network = user")
+        if p["network_name"].strip() and p["network"] != "user":
+            problems.append(f"{where} network_name: only used with network = user")
     resources_ = tuple(r.strip() for r in p["resources"] if r.strip())
     environments = tuple(e.strip() for e in p["environments"] if e.strip())
     for value in resources_ + environments:
         if "," in value:
             problems.append(f"{where}: {value!r} contains a comma")
-    if len(problems) > before:
+    if len(problems) > before or bad:
         return None
     return Profile(
         name=name,

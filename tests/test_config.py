@@ -403,3 +403,135 @@ def test_non_finite_memsizes_are_refused(value):
 def test_non_finite_profile_values_are_refused(key, value):
     (problem,) = problems_of(MINIMAL + f"{key} = {value}\n")
     assert problem == f'test.ini: [profiles][linux] {key}: "{value}" is not a finite number'
+
+
+def with_key(section: str, line: str) -> str:
+    """MINIMAL with ``line`` added to ``[section]``, or to its ``[[linux]]`` profile."""
+    if section == "linux":
+        return MINIMAL + line + "\n"
+    if f"\n[{section}]\n" in MINIMAL:
+        return MINIMAL.replace(f"\n[{section}]\n", f"\n[{section}]\n{line}\n", 1)
+    return MINIMAL + f"[{section}]\n{line}\n"
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "problem"),
+    [
+        ("gocd", "poll_interval = 0", '[gocd] poll_interval: "0" is too short (must be at least 1s)'),
+        ("gocd", "poll_interval = 500ms", '[gocd] poll_interval: "500ms" is too short (must be at least 1s)'),
+        ("gocd", "timeout = 0", '[gocd] timeout: "0" is too short (must be at least 1s)'),
+        (
+            "mesos",
+            "failover_timeout = 0",
+            '[mesos] failover_timeout: "0" is too short (must be greater than 0)',
+        ),
+        (
+            "agents",
+            "register_timeout = 0s",
+            '[agents] register_timeout: "0s" is too short (must be greater than 0)',
+        ),
+        (
+            "judge",
+            "backoff_initial = 0",
+            '[judge] backoff_initial: "0" is too short (must be greater than 0)',
+        ),
+        (
+            "judge",
+            "max_launch_per_cycle = 0",
+            '[judge] max_launch_per_cycle: "0" is too small (must be at least 1)',
+        ),
+        ("linux", "mem = 0", '[profiles][linux] mem: "0" is too small (must be greater than 0)'),
+        ("linux", "min = -1", '[profiles][linux] min: "-1" is too small (must be at least 0)'),
+        ("linux", "max = -1", '[profiles][linux] max: "-1" is too small (must be at least 0)'),
+        ("linux", "max_jobs = -1", '[profiles][linux] max_jobs: "-1" is too small (must be at least 0)'),
+    ],
+)
+def test_values_that_would_break_the_daemon_are_refused_with_their_range(section, line, problem):
+    assert problems_of(with_key(section, line)) == [f"test.ini: {problem}"]
+
+
+@pytest.mark.parametrize(
+    ("section", "line"),
+    [
+        ("gocd", "poll_interval = 1s"),
+        ("gocd", "timeout = 1"),
+        ("gocd", "max_backoff = 0"),
+        ("mesos", "refuse_seconds = 0"),
+        ("linux", "idle_timeout = 0"),
+        ("linux", "disk = 0"),
+        ("linux", "min = 0"),
+        ("linux", "max = 0"),
+        ("linux", "max_jobs = 0"),
+        ("linux", "mem = 1"),
+        ("judge", "stale_after = 11s"),
+        ("judge", "backoff_initial = 1s\nbackoff_max = 1s"),
+    ],
+)
+def test_meaningful_edge_values_are_accepted(section, line):
+    assert load_text(with_key(section, line))
+
+
+@pytest.mark.parametrize(
+    ("poll_interval", "stale_after", "shown"),
+    [
+        (
+            "10s",
+            "0",
+            "0s",
+        ),
+        ("10s", "10s", "10s"),
+        ("1m", "30s", "30s"),
+    ],
+)
+def test_stale_after_must_exceed_the_poll_interval(poll_interval, stale_after, shown):
+    text = with_key("gocd", f"poll_interval = {poll_interval}") + f"[judge]\nstale_after = {stale_after}\n"
+    poll = f"{parse_duration(poll_interval):g}s"
+    assert problems_of(text) == [
+        f"test.ini: [judge] stale_after: {shown} must be greater than [gocd] poll_interval ({poll}): "
+        "GoCD data ages that much between two polls, so it would count as stale in normal operation"
+    ]
+
+
+def test_backoff_max_below_backoff_initial_says_the_range():
+    text = with_key("judge", "backoff_initial = 1m\nbackoff_max = 30s")
+    assert problems_of(text) == [
+        "test.ini: [judge] backoff_max: 30s is smaller than backoff_initial (60s); must be at least backoff_initial"
+    ]
+
+
+def test_range_and_cross_key_problems_join_every_other_problem_in_one_run():
+    text = """
+[gocd]
+url = https://gocd.example.com/go
+poll_interval = 0
+timeout = 0
+pol_interval = 10s
+[mesos]
+master = http://127.0.0.1:5050
+[agents]
+auto_register_key = k-123
+[profiles]
+[[linux]]
+image = i
+cpus = inf
+mem = 0
+min = 3
+max = 2
+[judge]
+stale_after = 0
+backoff_initial = 1m
+backoff_max = 30s
+"""
+    assert sorted(problems_of(text)) == sorted(
+        [
+            'test.ini: [gocd] poll_interval: "0" is too short (must be at least 1s)',
+            'test.ini: [gocd] timeout: "0" is too short (must be at least 1s)',
+            "test.ini: [gocd] pol_interval: unknown key (did you mean 'poll_interval'?)",
+            'test.ini: [profiles][linux] cpus: "inf" is not a finite number',
+            'test.ini: [profiles][linux] mem: "0" is too small (must be greater than 0)',
+            "test.ini: [profiles][linux] min: 3 is greater than max (2)",
+            "test.ini: [judge] stale_after: 0s must be greater than [gocd] poll_interval: "
+            "GoCD data ages that much between two polls, so it would count as stale in normal operation",
+            "test.ini: [judge] backoff_max: 30s is smaller than backoff_initial (60s); must be at least backoff_initial",
+        ]
+    )
