@@ -777,7 +777,10 @@ def _convert_profile(name: str, p: Any, path: str, problems: list[str], bad: set
     where = f"{path}: [profiles][{name}]"
     before = len(problems)
     if not _PROFILE_NAME_RE.match(name):
-        problems.append(f"{where}: profile name must be letters, digits, '.', '_' or '-' (at most 63)")
+        problems.append(
+            f"{where}: profile name must be ASCII letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, at most 63 characters"
+        )
     if not bad & {"min", "max"} and p["min"] > p["max"]:
         problems.append(f"{where} min: {p['min']} is greater than max ({p['max']})")
     constraints = []

@@ -535,3 +535,17 @@ backoff_max = 30s
             "test.ini: [judge] backoff_max: 30s is smaller than backoff_initial (60s); must be at least backoff_initial",
         ]
     )
+
+
+@pytest.mark.parametrize("name", ["büild", "-linux", pytest.param("a" * 64, id="64-chars"), "bad name!"])
+def test_a_bad_profile_name_says_exactly_what_is_allowed(name):
+    text = MINIMAL.replace("[[linux]]", f"[[{name}]]")
+    assert problems_of(text) == [
+        f"test.ini: [profiles][{name}]: profile name must be ASCII letters, digits, '.', '_' or '-', "
+        "starting with a letter or digit, at most 63 characters"
+    ]
+
+
+@pytest.mark.parametrize("name", [pytest.param("a" * 63, id="63-chars"), "Linux_Big.2-x", "7"])
+def test_good_profile_names(name):
+    assert load_text(MINIMAL.replace("[[linux]]", f"[[{name}]]")).profiles[0].name == name
