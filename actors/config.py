@@ -382,6 +382,14 @@ def _check_integer(value: Any, min: Any = None, max: Any = None) -> int:
         raise _Invalid(f'"{value}" is too big (must be at most {max})') from None
 
 
+def _check_option(value: Any, *options: str) -> str:
+    """configobj's ``option``, naming the valid values in its message."""
+    try:
+        return str(validate.is_option(value, *options))
+    except validate.VdtValueError:
+        raise _Invalid(f'"{value}" is not one of: {", ".join(options)}') from None
+
+
 def _check_positive_float(value: Any) -> float:
     try:
         number = float(value)
@@ -477,6 +485,7 @@ CHECKS = {
     "duration": _check_duration,
     "memsize": _check_memsize,
     "integer": _check_integer,
+    "option": _check_option,
     "positive_float": _check_positive_float,
     "go_url": _check_go_url,
     "mesos_master": _check_mesos_master,

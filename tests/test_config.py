@@ -549,3 +549,23 @@ def test_a_bad_profile_name_says_exactly_what_is_allowed(name):
 @pytest.mark.parametrize("name", [pytest.param("a" * 63, id="63-chars"), "Linux_Big.2-x", "7"])
 def test_good_profile_names(name):
     assert load_text(MINIMAL.replace("[[linux]]", f"[[{name}]]")).profiles[0].name == name
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "problem"),
+    [
+        ("mesos", "driver = mesoz", '[mesos] driver: "mesoz" is not one of: builtin, pymesos'),
+        (
+            "linux",
+            "containerizer = podman",
+            '[profiles][linux] containerizer: "podman" is not one of: docker, mesos',
+        ),
+        (
+            "linux",
+            "network = overlay",
+            '[profiles][linux] network: "overlay" is not one of: host, bridge, none, user',
+        ),
+    ],
+)
+def test_an_unknown_option_lists_the_valid_values(section, line, problem):
+    assert problems_of(with_key(section, line)) == [f"test.ini: {problem}"]
