@@ -20,7 +20,7 @@ import getpass
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -47,6 +47,7 @@ __all__ = [
     "load",
     "parse_duration",
     "parse_memsize",
+    "profile_for_task",
     "render",
 ]
 
@@ -227,6 +228,36 @@ class Profile:
     volumes: tuple[Volume, ...] = ()
     #: Extra environment variables of the agent, as sorted (name, value) pairs.
     env: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def slug(self) -> str:
+        """The part of a task id that names this profile: ``<hostname_prefix><slug>-<8 hex>``.
+
+        The name in lower case, each run of other characters than ``a-z0-9`` made
+        one dash, no dash at either end, cut to 20 characters; ``agent`` if
+        nothing is left. gocd-mesos tells its agents' profiles apart by it, so
+        no two profiles of one configuration may share it.
+        """
+        return _SLUG_RE.sub("-", self.name.lower()).strip("-")[:20] or "agent"
+
+
+_SLUG_RE = re.compile(r"[^a-z0-9]+")
+#: What follows the slug in a task id: a dash and 8 random lower-case hex digits.
+_TASK_SUFFIX_RE = re.compile(r"^(?P<slug>.+)-[0-9a-f]{8}$")
+
+
+def profile_for_task(task_id: str, prefix: str, profiles: Iterable[Profile]) -> Profile | None:
+    """The profile whose agents are named like ``task_id`` (``<prefix><slug>-<8 hex>``).
+
+    None if ``task_id`` lacks ``prefix`` or the ``-<8 hex>`` suffix, or no profile
+    has that slug.
+    """
+    if not task_id.startswith(prefix):
+        return None
+    match = _TASK_SUFFIX_RE.match(task_id[len(prefix) :])
+    if match is None:
+        return None
+    return next((p for p in profiles if p.slug == match.group("slug")), None)
 
 
 @dataclass(frozen=True)

@@ -569,3 +569,47 @@ def test_good_profile_names(name):
 )
 def test_an_unknown_option_lists_the_valid_values(section, line, problem):
     assert problems_of(with_key(section, line)) == [f"test.ini: {problem}"]
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("linux", "linux"),
+        ("Linux_Big", "linux-big"),
+        ("linux-big", "linux-big"),
+        ("docker.large-2", "docker-large-2"),
+        ("_x__y_", "x-y"),
+        ("build-agents-ubuntu-2404", "build-agents-ubuntu-"),
+        ("abcdefghijklmnopqrstuvwxyz", "abcdefghijklmnopqrst"),
+        ("___", "agent"),
+        ("büild", "b-ild"),
+    ],
+)
+def test_profile_slug_names_the_profile_in_task_ids(name, slug):
+    assert config.Profile(name=name, image="i").slug == slug
+
+
+LINUX = config.Profile(name="linux", image="i")
+DOCKER2 = config.Profile(name="Docker_2-large", image="i")
+LONG = config.Profile(name="build-agents-ubuntu-2404-large", image="i")
+PROFILES = (LINUX, DOCKER2, LONG)
+
+
+@pytest.mark.parametrize(
+    ("task_id", "profile"),
+    [
+        ("gocd-mesos-linux-0a1b2c3d", LINUX),
+        ("gocd-mesos-docker-2-large-deadbeef", DOCKER2),
+        ("gocd-mesos-build-agents-ubuntu--12345678", LONG),
+        ("ci-linux-0a1b2c3d", None),  # another prefix
+        ("gocd-mesos-linux", None),  # no hex suffix
+        ("gocd-mesos-linux-0a1b2c3", None),  # 7 hex chars
+        ("gocd-mesos-linux-0A1B2C3D", None),  # upper-case hex is not ours
+        ("gocd-mesos-linux-0a1b2c3dd", None),  # 9 hex chars
+        ("gocd-mesos--0a1b2c3d", None),  # empty slug
+        ("gocd-mesos-windows-0a1b2c3d", None),  # no such profile
+        ("gocd-mesos-0a1b2c3d", None),  # only the suffix
+    ],
+)
+def test_profile_for_task(task_id, profile):
+    assert config.profile_for_task(task_id, "gocd-mesos-", PROFILES) == profile
