@@ -238,10 +238,17 @@ class Profile:
         nothing is left. gocd-mesos tells its agents' profiles apart by it, so
         no two profiles of one configuration may share it.
         """
-        return _SLUG_RE.sub("-", self.name.lower()).strip("-")[:20] or "agent"
+        return _task_slug(self.name)
 
 
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
+
+
+def _task_slug(name: str) -> str:
+    """:attr:`Profile.slug` of a profile called ``name``."""
+    return _SLUG_RE.sub("-", name.lower()).strip("-")[:20] or "agent"
+
+
 #: What follows the slug in a task id: a dash and 8 random lower-case hex digits.
 _TASK_SUFFIX_RE = re.compile(r"^(?P<slug>.+)-[0-9a-f]{8}$")
 
@@ -735,6 +742,17 @@ def _convert(
         profiles.append(_convert_profile(name, cfg["profiles"][name], path, problems, bad))
     if not cfg["profiles"].sections:
         problems.append(f"{path}: [profiles]: no agent profile (add one, e.g. [[linux]] with image = …)")
+    first_with: dict[str, str] = {}  # slug -> the first well-named profile that has it
+    for name in (n for n in cfg["profiles"].sections if _PROFILE_NAME_RE.match(n)):
+        slug = _task_slug(name)
+        if slug not in first_with:
+            first_with[slug] = name
+            continue
+        problems.append(
+            f'{path}: [profiles][{name}]: same task id slug "{slug}" as [profiles][{first_with[slug]}]; '
+            "gocd-mesos recognises a profile's agents from the slug in their task id (the name in lower "
+            "case, other characters than a-z and 0-9 as '-', at most 20 characters), so rename one"
+        )
 
     if valid("judge", "stale_after"):
         # With poll_interval invalid (and reported) compare with 0, so that

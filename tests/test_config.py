@@ -613,3 +613,32 @@ PROFILES = (LINUX, DOCKER2, LONG)
 )
 def test_profile_for_task(task_id, profile):
     assert config.profile_for_task(task_id, "gocd-mesos-", PROFILES) == profile
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "slug"),
+    [
+        ("Linux_Big", "linux-big", "linux-big"),
+        ("build-agents-ubuntu-2404", "build-agents-ubuntu-2204", "build-agents-ubuntu-"),
+    ],
+)
+def test_two_profiles_may_not_share_a_slug(first, second, slug):
+    text = MINIMAL.replace("[[linux]]", f"[[{first}]]") + f"[[{second}]]\nimage = j\n"
+    assert problems_of(text) == [
+        f'test.ini: [profiles][{second}]: same task id slug "{slug}" as [profiles][{first}]; '
+        "gocd-mesos recognises a profile's agents from the slug in their task id (the name in lower "
+        "case, other characters than a-z and 0-9 as '-', at most 20 characters), so rename one"
+    ]
+
+
+def test_a_shared_slug_is_reported_with_every_other_problem():
+    text = MINIMAL + "[[Linux]]\nimage = j\ncpus = 0\n[[LINUX]]\nimage = k\n"
+    assert problems_of(text) == [
+        'test.ini: [profiles][Linux] cpus: "0" must be greater than 0',
+        'test.ini: [profiles][Linux]: same task id slug "linux" as [profiles][linux]; '
+        "gocd-mesos recognises a profile's agents from the slug in their task id (the name in lower "
+        "case, other characters than a-z and 0-9 as '-', at most 20 characters), so rename one",
+        'test.ini: [profiles][LINUX]: same task id slug "linux" as [profiles][linux]; '
+        "gocd-mesos recognises a profile's agents from the slug in their task id (the name in lower "
+        "case, other characters than a-z and 0-9 as '-', at most 20 characters), so rename one",
+    ]
