@@ -473,15 +473,7 @@ def test_meaningful_edge_values_are_accepted(section, line):
 
 @pytest.mark.parametrize(
     ("poll_interval", "stale_after", "shown"),
-    [
-        (
-            "10s",
-            "0",
-            "0s",
-        ),
-        ("10s", "10s", "10s"),
-        ("1m", "30s", "30s"),
-    ],
+    [("10s", "0", "0s"), ("10s", "10s", "10s"), ("1m", "30s", "30s")],
 )
 def test_stale_after_must_exceed_the_poll_interval(poll_interval, stale_after, shown):
     text = with_key("gocd", f"poll_interval = {poll_interval}") + f"[judge]\nstale_after = {stale_after}\n"
