@@ -17,9 +17,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import getpass
+import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -46,6 +47,7 @@ __all__ = [
     "load",
     "parse_duration",
     "parse_memsize",
+    "profile_for_task",
     "render",
 ]
 
@@ -227,6 +229,43 @@ class Profile:
     #: Extra environment variables of the agent, as sorted (name, value) pairs.
     env: tuple[tuple[str, str], ...] = ()
 
+    @property
+    def slug(self) -> str:
+        """The part of a task id that names this profile: ``<hostname_prefix><slug>-<8 hex>``.
+
+        The name in lower case, each run of other characters than ``a-z0-9`` made
+        one dash, no dash at either end, cut to 20 characters; ``agent`` if
+        nothing is left. gocd-mesos tells its agents' profiles apart by it, so
+        no two profiles of one configuration may share it.
+        """
+        return _task_slug(self.name)
+
+
+_SLUG_RE = re.compile(r"[^a-z0-9]+")
+
+
+def _task_slug(name: str) -> str:
+    """:attr:`Profile.slug` of a profile called ``name``."""
+    return _SLUG_RE.sub("-", name.lower()).strip("-")[:20] or "agent"
+
+
+#: What follows the slug in a task id: a dash and 8 random lower-case hex digits.
+_TASK_SUFFIX_RE = re.compile(r"^(?P<slug>.+)-[0-9a-f]{8}$")
+
+
+def profile_for_task(task_id: str, prefix: str, profiles: Iterable[Profile]) -> Profile | None:
+    """The profile whose agents are named like ``task_id`` (``<prefix><slug>-<8 hex>``).
+
+    None if ``task_id`` lacks ``prefix`` or the ``-<8 hex>`` suffix, or no profile
+    has that slug.
+    """
+    if not task_id.startswith(prefix):
+        return None
+    match = _TASK_SUFFIX_RE.match(task_id[len(prefix) :])
+    if match is None:
+        return None
+    return next((p for p in profiles if p.slug == match.group("slug")), None)
+
 
 @dataclass(frozen=True)
 class JudgeSettings:
@@ -304,46 +343,89 @@ _MEMSIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt])?i?b?\s*$", re.IGNORECA
 _MEMSIZE_UNITS = {"k": 1 / 1024, "m": 1.0, "g": 1024.0, "t": 1024.0 * 1024}
 
 
+def _finite(number: float, value: object) -> float:
+    """``number`` if it is finite: inf and nan pass ``float()`` and ``> 0`` but break
+    timers and arithmetic (a run of digits, or a large one times a unit, is inf too)."""
+    if not math.isfinite(number):
+        raise ValueError(f'"{value}" is not a finite number')
+    return number
+
+
 def parse_duration(value: str | float | int) -> float:
     """Seconds in ``30s``, ``5m``, ``1h``, ``7d``, ``250ms`` or a bare number of seconds."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value < 0:
+        if _finite(float(value), value) < 0:
             raise ValueError(f"{value!r} is negative")
         return float(value)
     match = _DURATION_RE.match(str(value))
     if not match:
         raise ValueError(f'"{value}" is not a duration (use e.g. 30s, 5m, 1h, 7d)')
-    return float(match.group(1)) * _DURATION_UNITS[(match.group(2) or "s").lower()]
+    return _finite(float(match.group(1)) * _DURATION_UNITS[(match.group(2) or "s").lower()], value)
 
 
 def parse_memsize(value: str | float | int) -> float:
     """Megabytes in ``512M``, ``2G``, ``1T``, ``64K`` or a bare number of MB."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if value < 0:
+        if _finite(float(value), value) < 0:
             raise ValueError(f"{value!r} is negative")
         return float(value)
     match = _MEMSIZE_RE.match(str(value))
     if not match:
         raise ValueError(f'"{value}" is not a memory size (use e.g. 512M, 2G)')
-    return float(match.group(1)) * _MEMSIZE_UNITS[(match.group(2) or "m").lower()]
+    return _finite(float(match.group(1)) * _MEMSIZE_UNITS[(match.group(2) or "m").lower()], value)
 
 
 class _Invalid(validate.ValidateError):
     """A check's own message, shown as is."""
 
 
-def _check_duration(value: Any) -> float:
-    try:
-        return parse_duration(value)
-    except ValueError as e:
-        raise _Invalid(str(e)) from None
+def _at_least(value: Any, number: float, bound: str | None, parse: Callable[[str], float], too: str) -> None:
+    if bound is not None and number < parse(bound):
+        raise _Invalid(f'"{value}" is {too} (must be at least {bound})')
 
 
-def _check_memsize(value: Any) -> float:
+def _above(value: Any, number: float, bound: str | None, parse: Callable[[str], float], too: str) -> None:
+    if bound is not None and not number > parse(bound):
+        raise _Invalid(f'"{value}" is {too} (must be greater than {bound})')
+
+
+def _check_duration(value: Any, at_least: str | None = None, above: str | None = None) -> float:
+    """A duration; ``at_least`` or ``above`` (durations too) bound it from below."""
     try:
-        return parse_memsize(value)
+        seconds = parse_duration(value)
     except ValueError as e:
         raise _Invalid(str(e)) from None
+    _at_least(value, seconds, at_least, parse_duration, "too short")
+    _above(value, seconds, above, parse_duration, "too short")
+    return seconds
+
+
+def _check_memsize(value: Any, above: str | None = None) -> float:
+    """A memory size; ``above`` (a memory size too) bounds it from below."""
+    try:
+        megabytes = parse_memsize(value)
+    except ValueError as e:
+        raise _Invalid(str(e)) from None
+    _above(value, megabytes, above, parse_memsize, "too small")
+    return megabytes
+
+
+def _check_integer(value: Any, min: Any = None, max: Any = None) -> int:
+    """configobj's ``integer``, with the allowed range in its messages."""
+    try:
+        return int(validate.is_integer(value, min, max))
+    except validate.VdtValueTooSmallError:
+        raise _Invalid(f'"{value}" is too small (must be at least {min})') from None
+    except validate.VdtValueTooBigError:
+        raise _Invalid(f'"{value}" is too big (must be at most {max})') from None
+
+
+def _check_option(value: Any, *options: str) -> str:
+    """configobj's ``option``, naming the valid values in its message."""
+    try:
+        return str(validate.is_option(value, *options))
+    except validate.VdtValueError:
+        raise _Invalid(f'"{value}" is not one of: {", ".join(options)}') from None
 
 
 def _check_positive_float(value: Any) -> float:
@@ -351,6 +433,8 @@ def _check_positive_float(value: Any) -> float:
         number = float(value)
     except (TypeError, ValueError):
         raise _Invalid(f'"{value}" is not a number') from None
+    if not math.isfinite(number):
+        raise _Invalid(f'"{value}" is not a finite number')
     if not number > 0:
         raise _Invalid(f'"{value}" must be greater than 0')
     return number
@@ -438,6 +522,8 @@ def _check_hostname_prefix(value: Any) -> str:
 CHECKS = {
     "duration": _check_duration,
     "memsize": _check_memsize,
+    "integer": _check_integer,
+    "option": _check_option,
     "positive_float": _check_positive_float,
     "go_url": _check_go_url,
     "mesos_master": _check_mesos_master,
@@ -513,12 +599,12 @@ def loads(lines: list[str], path: str = "<config>", environ: Mapping[str, str] |
 
     problems: list[str] = []
     result = cfg.validate(validate.Validator(CHECKS), preserve_errors=True)
-    if result is not True:
-        for section_path, key, error in configobj.flatten_errors(cfg, result):
-            if key is None:
-                problems.append(f"{path}: {_where(section_path, None)}: section missing")
-            else:
-                problems.append(f"{path}: {_where(section_path, key)}: {_problem_text(error)}")
+    errors = configobj.flatten_errors(cfg, result) if result is not True else []
+    for section_path, key, error in errors:
+        if key is None:
+            problems.append(f"{path}: {_where(section_path, None)}: section missing")
+        else:
+            problems.append(f"{path}: {_where(section_path, key)}: {_problem_text(error)}")
     for section_path, name in configobj.get_extra_values(cfg):
         known = _spec_keys(spec, tuple(section_path))
         hint = difflib.get_close_matches(name, known, n=1)
@@ -526,11 +612,7 @@ def loads(lines: list[str], path: str = "<config>", environ: Mapping[str, str] |
         kind = "unknown section" if isinstance(_get(cfg, section_path).get(name), Mapping) else "unknown key"
         problems.append(f"{path}: {_where(section_path, name)}: {kind}{suggestion}")
 
-    invalid = (
-        {tuple(section_path) for section_path, _, _ in configobj.flatten_errors(cfg, result)}
-        if result is not True
-        else set()
-    )
+    invalid = {(*section_path, key) if key else tuple(section_path) for section_path, key, _ in errors}
     settings = _convert(cfg, path, environ, problems, invalid)
     if problems or settings is None:
         raise ConfigError(problems)
@@ -614,9 +696,13 @@ def _convert(
     problems: list[str],
     invalid: set[tuple[str, ...]],
 ) -> Settings | None:
-    """Cross-key checks and conversion; sections in ``invalid`` failed their
-    checks already, so only their string-valued keys are looked at."""
-    g, m, a = cfg["gocd"], cfg["mesos"], cfg["agents"]
+    """Cross-key checks and conversion. ``invalid`` holds the path of every key
+    (section path + key) that failed its check already: such a key still holds
+    its text, so a cross-key check only looks at keys that passed theirs."""
+    g, m, a, j = cfg["gocd"], cfg["mesos"], cfg["agents"], cfg["judge"]
+
+    def valid(*key_path: str) -> bool:
+        return key_path not in invalid
 
     password = _secret(g, "gocd", "password", "password_file", path, environ, problems)
     token = _secret(g, "gocd", "token", "token_file", path, environ, problems)
@@ -652,14 +738,40 @@ def _convert(
 
     profiles = []
     for name in cfg["profiles"].sections:
-        if not any(sp[:2] == ("profiles", name) for sp in invalid):
-            profiles.append(_convert_profile(name, cfg["profiles"][name], path, problems))
+        bad = {sp[2] for sp in invalid if sp[:2] == ("profiles", name) and len(sp) > 2}
+        profiles.append(_convert_profile(name, cfg["profiles"][name], path, problems, bad))
     if not cfg["profiles"].sections:
         problems.append(f"{path}: [profiles]: no agent profile (add one, e.g. [[linux]] with image = …)")
+    first_with: dict[str, str] = {}  # slug -> the first well-named profile that has it
+    for name in (n for n in cfg["profiles"].sections if _PROFILE_NAME_RE.match(n)):
+        slug = _task_slug(name)
+        if slug not in first_with:
+            first_with[slug] = name
+            continue
+        problems.append(
+            f'{path}: [profiles][{name}]: same task id slug "{slug}" as [profiles][{first_with[slug]}]; '
+            "gocd-mesos recognises a profile's agents from the slug in their task id (the name in lower "
+            "case, other characters than a-z and 0-9 as '-', at most 20 characters), so rename one"
+        )
 
-    j = cfg["judge"]
-    if ("judge",) not in invalid and j["backoff_max"] < j["backoff_initial"]:
-        problems.append(f"{path}: [judge] backoff_max: smaller than backoff_initial")
+    if valid("judge", "stale_after"):
+        # With poll_interval invalid (and reported) compare with 0, so that
+        # stale_after = 0 is reported in this same run.
+        poll_ok = valid("gocd", "poll_interval")
+        poll = g["poll_interval"] if poll_ok else 0.0
+        if not j["stale_after"] > poll:
+            shown = f" ({poll:g}s)" if poll_ok else ""
+            problems.append(
+                f"{path}: [judge] stale_after: {j['stale_after']:g}s must be greater than [gocd] "
+                f"poll_interval{shown}: GoCD data ages that much between two polls, so it would "
+                "count as stale in normal operation"
+            )
+    backoffs_ok = valid("judge", "backoff_initial") and valid("judge", "backoff_max")
+    if backoffs_ok and j["backoff_max"] < j["backoff_initial"]:
+        problems.append(
+            f"{path}: [judge] backoff_max: {j['backoff_max']:g}s is smaller than backoff_initial "
+            f"({j['backoff_initial']:g}s); must be at least backoff_initial"
+        )
     if problems or invalid:
         return None
     listen_host, listen_port = cfg["http"]["listen"]
@@ -717,12 +829,17 @@ def _current_user() -> str:
         return "root"
 
 
-def _convert_profile(name: str, p: Any, path: str, problems: list[str]) -> Profile | None:
+def _convert_profile(name: str, p: Any, path: str, problems: list[str], bad: set[str]) -> Profile | None:
+    """The profile ``name``, or None after adding its problems; keys in ``bad``
+    failed their checks already and still hold their text."""
     where = f"{path}: [profiles][{name}]"
     before = len(problems)
     if not _PROFILE_NAME_RE.match(name):
-        problems.append(f"{where}: profile name must be letters, digits, '.', '_' or '-' (at most 63)")
-    if p["min"] > p["max"]:
+        problems.append(
+            f"{where}: profile name must be ASCII letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit, at most 63 characters"
+        )
+    if not bad & {"min", "max"} and p["min"] > p["max"]:
         problems.append(f"{where} min: {p['min']} is greater than max ({p['max']})")
     constraints = []
     for text in p["constraints"]:
@@ -742,16 +859,17 @@ def _convert_profile(name: str, p: Any, path: str, problems: list[str]) -> Profi
             problems.append(f"{where}[env] {var}: not a valid environment variable name")
         elif var.startswith(_RESERVED_ENV) or var.startswith("GO_EA_"):
             problems.append(f"{where}[env] {var}: set by gocd-mesos itself; remove it")
-    if p["network"] == "user" and not p["network_name"].strip():
-        problems.append(f"{where} network_name: required with network = user")
-    if p["network_name"].strip() and p["network"] != "user":
-        problems.append(f"{where} network_name: only used with network = user")
+    if not bad & {"network", "network_name"}:
+        if p["network"] == "user" and not p["network_name"].strip():
+            problems.append(f"{where} network_name: required with network = user")
+        if p["network_name"].strip() and p["network"] != "user":
+            problems.append(f"{where} network_name: only used with network = user")
     resources_ = tuple(r.strip() for r in p["resources"] if r.strip())
     environments = tuple(e.strip() for e in p["environments"] if e.strip())
     for value in resources_ + environments:
         if "," in value:
             problems.append(f"{where}: {value!r} contains a comma")
-    if len(problems) > before:
+    if len(problems) > before or bad:
         return None
     return Profile(
         name=name,
@@ -809,14 +927,3 @@ def render(settings: Settings) -> str:
             out.append("    [[[env]]]")
             out.extend(f"    {k} = {v}" for k, v in profile.env)
     return "\n".join(out) + "\n"
-
-
-def profile_for_task(task_id: str, prefix: str, profiles: tuple[Profile, ...]) -> Profile | None:
-    """TEMPORARY (replaced by the config branch): the profile a task id names."""
-    if not task_id.startswith(prefix) or not re.fullmatch(r".*-[0-9a-f]{8}", task_id):
-        return None
-    slug = task_id[len(prefix) : -9]
-    for p in profiles:
-        if (re.sub(r"[^a-z0-9]+", "-", p.name.lower()).strip("-")[:20] or "agent") == slug:
-            return p
-    return None

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
@@ -174,9 +173,6 @@ class _Backoff:
     wave_end: int = 0
     #: An agent launched since the last failure registered: launch the whole demand again.
     probe_registered: bool = False
-
-
-_SLUG_RE = re.compile(r"[^a-z0-9]+")
 
 
 #: What ``state.read_json`` answers for a fleet file that does not exist.
@@ -464,8 +460,12 @@ class AgentRegistry(BaseActor):
         if self._dry_run:
             logger.info("Dry run: would launch %d agent(s) for profile %s", count, profile)
             return
+        profile_obj = self._profiles.get(profile)
+        if profile_obj is None:
+            logger.error("Cannot launch %d agent(s): no profile %r", count, profile)
+            return
         now = self._clock.now()
-        task_ids = tuple(self._new_task_id(profile) for _ in range(count))
+        task_ids = tuple(self._new_task_id(profile_obj) for _ in range(count))
         for task_id in task_ids:
             self._launches += 1
             self._records[task_id] = Record(
@@ -484,10 +484,10 @@ class AgentRegistry(BaseActor):
         self.launched_total += count
         self._bridge.tell(LaunchAgents(profile=profile, task_ids=task_ids))
 
-    def _new_task_id(self, profile: str) -> str:
-        slug = _SLUG_RE.sub("-", profile.lower()).strip("-")[:20] or "agent"
+    def _new_task_id(self, profile: Profile) -> str:
         while True:
-            task_id = f"{self._agents.hostname_prefix}{slug}-{secrets.token_hex(4)}"
+            # The 8 hex digits are what config.profile_for_task expects after the slug.
+            task_id = f"{self._agents.hostname_prefix}{profile.slug}-{secrets.token_hex(4)}"
             if task_id not in self._records:
                 return task_id
 

@@ -51,6 +51,22 @@ def test_bad_config_exits_2_and_names_every_problem(tmp_path, capsys):
     assert "4 configuration problem(s); nothing started" in err
 
 
+def test_check_config_refuses_values_that_would_break_the_daemon(tmp_path, capsys):
+    bad = tmp_path / "bad.ini"
+    bad.write_text(
+        "[gocd]\nurl = http://g/go\npoll_interval = 0\ntimeout = 0\n[mesos]\nmaster = http://m:5050\n"
+        "[agents]\nauto_register_key = k\n[profiles]\n[[l]]\nimage = i\ncpus = inf\n"
+        "[judge]\nstale_after = 0\n"
+    )
+    assert app.main(["--check-config", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert f'{bad}: [gocd] poll_interval: "0" is too short (must be at least 1s)' in err
+    assert f'{bad}: [gocd] timeout: "0" is too short (must be at least 1s)' in err
+    assert f'{bad}: [profiles][l] cpus: "inf" is not a finite number' in err
+    assert f"{bad}: [judge] stale_after: 0s must be greater than [gocd] poll_interval" in err
+    assert "4 configuration problem(s); nothing started" in err
+
+
 def test_missing_config_argument_is_a_usage_error():
     with pytest.raises(SystemExit) as info:
         app.main([])

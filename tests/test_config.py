@@ -350,3 +350,287 @@ def test_user_network_needs_a_name():
     problems = problems_of(MINIMAL + "network_name = ci-net\n")
     assert problems == ["test.ini: [profiles][linux] network_name: only used with network = user"]
     assert load_text(MINIMAL + "network = user\nnetwork_name = ci-net\n").profiles[0].network_name == "ci-net"
+
+
+HUGE = "1" + "0" * 305  # finite as a float, infinite once multiplied by a unit
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        float("inf"),
+        float("-inf"),
+        float("nan"),
+        pytest.param("9" * 400, id="400-digits"),
+        pytest.param(HUGE + "d", id="1e305d"),
+    ],
+    ids=str,
+)
+def test_non_finite_durations_are_refused(value):
+    with pytest.raises(ValueError, match="not a finite number"):
+        parse_duration(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        float("inf"),
+        float("-inf"),
+        float("nan"),
+        pytest.param("9" * 400, id="400-digits"),
+        pytest.param(HUGE + "T", id="1e305T"),
+    ],
+    ids=str,
+)
+def test_non_finite_memsizes_are_refused(value):
+    with pytest.raises(ValueError, match="not a finite number"):
+        parse_memsize(value)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("cpus", "inf"),
+        ("cpus", "-inf"),
+        ("cpus", "nan"),
+        ("cpus", "Infinity"),
+        ("cpus", "1e999"),
+        pytest.param("mem", "9" * 400, id="mem-400-digits"),
+        pytest.param("disk", HUGE + "T", id="disk-1e305T"),
+        pytest.param("idle_timeout", HUGE + "d", id="idle_timeout-1e305d"),
+    ],
+)
+def test_non_finite_profile_values_are_refused(key, value):
+    (problem,) = problems_of(MINIMAL + f"{key} = {value}\n")
+    assert problem == f'test.ini: [profiles][linux] {key}: "{value}" is not a finite number'
+
+
+def with_key(section: str, line: str) -> str:
+    """MINIMAL with ``line`` added to ``[section]``, or to its ``[[linux]]`` profile."""
+    if section == "linux":
+        return MINIMAL + line + "\n"
+    if f"\n[{section}]\n" in MINIMAL:
+        return MINIMAL.replace(f"\n[{section}]\n", f"\n[{section}]\n{line}\n", 1)
+    return MINIMAL + f"[{section}]\n{line}\n"
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "problem"),
+    [
+        ("gocd", "poll_interval = 0", '[gocd] poll_interval: "0" is too short (must be at least 1s)'),
+        ("gocd", "poll_interval = 500ms", '[gocd] poll_interval: "500ms" is too short (must be at least 1s)'),
+        ("gocd", "timeout = 0", '[gocd] timeout: "0" is too short (must be at least 1s)'),
+        (
+            "mesos",
+            "failover_timeout = 0",
+            '[mesos] failover_timeout: "0" is too short (must be greater than 0)',
+        ),
+        (
+            "agents",
+            "register_timeout = 0s",
+            '[agents] register_timeout: "0s" is too short (must be greater than 0)',
+        ),
+        (
+            "judge",
+            "backoff_initial = 0",
+            '[judge] backoff_initial: "0" is too short (must be greater than 0)',
+        ),
+        (
+            "judge",
+            "max_launch_per_cycle = 0",
+            '[judge] max_launch_per_cycle: "0" is too small (must be at least 1)',
+        ),
+        ("linux", "mem = 0", '[profiles][linux] mem: "0" is too small (must be greater than 0)'),
+        ("linux", "min = -1", '[profiles][linux] min: "-1" is too small (must be at least 0)'),
+        ("linux", "max = -1", '[profiles][linux] max: "-1" is too small (must be at least 0)'),
+        ("linux", "max_jobs = -1", '[profiles][linux] max_jobs: "-1" is too small (must be at least 0)'),
+    ],
+)
+def test_values_that_would_break_the_daemon_are_refused_with_their_range(section, line, problem):
+    assert problems_of(with_key(section, line)) == [f"test.ini: {problem}"]
+
+
+@pytest.mark.parametrize(
+    ("section", "line"),
+    [
+        ("gocd", "poll_interval = 1s"),
+        ("gocd", "timeout = 1"),
+        ("gocd", "max_backoff = 0"),
+        ("mesos", "refuse_seconds = 0"),
+        ("linux", "idle_timeout = 0"),
+        ("linux", "disk = 0"),
+        ("linux", "min = 0"),
+        ("linux", "max = 0"),
+        ("linux", "max_jobs = 0"),
+        ("linux", "mem = 1"),
+        ("judge", "stale_after = 11s"),
+        ("judge", "backoff_initial = 1s\nbackoff_max = 1s"),
+    ],
+)
+def test_meaningful_edge_values_are_accepted(section, line):
+    assert load_text(with_key(section, line))
+
+
+@pytest.mark.parametrize(
+    ("poll_interval", "stale_after", "shown"),
+    [("10s", "0", "0s"), ("10s", "10s", "10s"), ("1m", "30s", "30s")],
+)
+def test_stale_after_must_exceed_the_poll_interval(poll_interval, stale_after, shown):
+    text = with_key("gocd", f"poll_interval = {poll_interval}") + f"[judge]\nstale_after = {stale_after}\n"
+    poll = f"{parse_duration(poll_interval):g}s"
+    assert problems_of(text) == [
+        f"test.ini: [judge] stale_after: {shown} must be greater than [gocd] poll_interval ({poll}): "
+        "GoCD data ages that much between two polls, so it would count as stale in normal operation"
+    ]
+
+
+def test_backoff_max_below_backoff_initial_says_the_range():
+    text = with_key("judge", "backoff_initial = 1m\nbackoff_max = 30s")
+    assert problems_of(text) == [
+        "test.ini: [judge] backoff_max: 30s is smaller than backoff_initial (60s); must be at least backoff_initial"
+    ]
+
+
+def test_range_and_cross_key_problems_join_every_other_problem_in_one_run():
+    text = """
+[gocd]
+url = https://gocd.example.com/go
+poll_interval = 0
+timeout = 0
+pol_interval = 10s
+[mesos]
+master = http://127.0.0.1:5050
+[agents]
+auto_register_key = k-123
+[profiles]
+[[linux]]
+image = i
+cpus = inf
+mem = 0
+min = 3
+max = 2
+[judge]
+stale_after = 0
+backoff_initial = 1m
+backoff_max = 30s
+"""
+    assert sorted(problems_of(text)) == sorted(
+        [
+            'test.ini: [gocd] poll_interval: "0" is too short (must be at least 1s)',
+            'test.ini: [gocd] timeout: "0" is too short (must be at least 1s)',
+            "test.ini: [gocd] pol_interval: unknown key (did you mean 'poll_interval'?)",
+            'test.ini: [profiles][linux] cpus: "inf" is not a finite number',
+            'test.ini: [profiles][linux] mem: "0" is too small (must be greater than 0)',
+            "test.ini: [profiles][linux] min: 3 is greater than max (2)",
+            "test.ini: [judge] stale_after: 0s must be greater than [gocd] poll_interval: "
+            "GoCD data ages that much between two polls, so it would count as stale in normal operation",
+            "test.ini: [judge] backoff_max: 30s is smaller than backoff_initial (60s); must be at least backoff_initial",
+        ]
+    )
+
+
+@pytest.mark.parametrize("name", ["büild", "-linux", pytest.param("a" * 64, id="64-chars"), "bad name!"])
+def test_a_bad_profile_name_says_exactly_what_is_allowed(name):
+    text = MINIMAL.replace("[[linux]]", f"[[{name}]]")
+    assert problems_of(text) == [
+        f"test.ini: [profiles][{name}]: profile name must be ASCII letters, digits, '.', '_' or '-', "
+        "starting with a letter or digit, at most 63 characters"
+    ]
+
+
+@pytest.mark.parametrize("name", [pytest.param("a" * 63, id="63-chars"), "Linux_Big.2-x", "7"])
+def test_good_profile_names(name):
+    assert load_text(MINIMAL.replace("[[linux]]", f"[[{name}]]")).profiles[0].name == name
+
+
+@pytest.mark.parametrize(
+    ("section", "line", "problem"),
+    [
+        ("mesos", "driver = mesoz", '[mesos] driver: "mesoz" is not one of: builtin, pymesos'),
+        (
+            "linux",
+            "containerizer = podman",
+            '[profiles][linux] containerizer: "podman" is not one of: docker, mesos',
+        ),
+        (
+            "linux",
+            "network = overlay",
+            '[profiles][linux] network: "overlay" is not one of: host, bridge, none, user',
+        ),
+    ],
+)
+def test_an_unknown_option_lists_the_valid_values(section, line, problem):
+    assert problems_of(with_key(section, line)) == [f"test.ini: {problem}"]
+
+
+@pytest.mark.parametrize(
+    ("name", "slug"),
+    [
+        ("linux", "linux"),
+        ("Linux_Big", "linux-big"),
+        ("linux-big", "linux-big"),
+        ("docker.large-2", "docker-large-2"),
+        ("_x__y_", "x-y"),
+        ("build-agents-ubuntu-2404", "build-agents-ubuntu-"),
+        ("abcdefghijklmnopqrstuvwxyz", "abcdefghijklmnopqrst"),
+        ("___", "agent"),
+        ("büild", "b-ild"),
+    ],
+)
+def test_profile_slug_names_the_profile_in_task_ids(name, slug):
+    assert config.Profile(name=name, image="i").slug == slug
+
+
+LINUX = config.Profile(name="linux", image="i")
+DOCKER2 = config.Profile(name="Docker_2-large", image="i")
+LONG = config.Profile(name="build-agents-ubuntu-2404-large", image="i")
+PROFILES = (LINUX, DOCKER2, LONG)
+
+
+@pytest.mark.parametrize(
+    ("task_id", "profile"),
+    [
+        ("gocd-mesos-linux-0a1b2c3d", LINUX),
+        ("gocd-mesos-docker-2-large-deadbeef", DOCKER2),
+        ("gocd-mesos-build-agents-ubuntu--12345678", LONG),
+        ("ci-linux-0a1b2c3d", None),  # another prefix
+        ("gocd-mesos-linux", None),  # no hex suffix
+        ("gocd-mesos-linux-0a1b2c3", None),  # 7 hex chars
+        ("gocd-mesos-linux-0A1B2C3D", None),  # upper-case hex is not ours
+        ("gocd-mesos-linux-0a1b2c3dd", None),  # 9 hex chars
+        ("gocd-mesos--0a1b2c3d", None),  # empty slug
+        ("gocd-mesos-windows-0a1b2c3d", None),  # no such profile
+        ("gocd-mesos-0a1b2c3d", None),  # only the suffix
+    ],
+)
+def test_profile_for_task(task_id, profile):
+    assert config.profile_for_task(task_id, "gocd-mesos-", PROFILES) == profile
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "slug"),
+    [
+        ("Linux_Big", "linux-big", "linux-big"),
+        ("build-agents-ubuntu-2404", "build-agents-ubuntu-2204", "build-agents-ubuntu-"),
+    ],
+)
+def test_two_profiles_may_not_share_a_slug(first, second, slug):
+    text = MINIMAL.replace("[[linux]]", f"[[{first}]]") + f"[[{second}]]\nimage = j\n"
+    assert problems_of(text) == [
+        f'test.ini: [profiles][{second}]: same task id slug "{slug}" as [profiles][{first}]; '
+        "gocd-mesos recognises a profile's agents from the slug in their task id (the name in lower "
+        "case, other characters than a-z and 0-9 as '-', at most 20 characters), so rename one"
+    ]
+
+
+def test_a_shared_slug_is_reported_with_every_other_problem():
+    text = MINIMAL + "[[Linux]]\nimage = j\ncpus = 0\n[[LINUX]]\nimage = k\n"
+    assert problems_of(text) == [
+        'test.ini: [profiles][Linux] cpus: "0" must be greater than 0',
+        'test.ini: [profiles][Linux]: same task id slug "linux" as [profiles][linux]; '
+        "gocd-mesos recognises a profile's agents from the slug in their task id (the name in lower "
+        "case, other characters than a-z and 0-9 as '-', at most 20 characters), so rename one",
+        'test.ini: [profiles][LINUX]: same task id slug "linux" as [profiles][linux]; '
+        "gocd-mesos recognises a profile's agents from the slug in their task id (the name in lower "
+        "case, other characters than a-z and 0-9 as '-', at most 20 characters), so rename one",
+    ]

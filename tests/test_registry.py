@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import pytest
 
-from actors.config import AgentSettings, JudgeSettings, Profile, Secret
+from actors.config import AgentSettings, JudgeSettings, Profile, Secret, profile_for_task
 from actors.messages import (
     AgentChangeFailed,
     AgentDeleted,
@@ -121,6 +122,14 @@ def test_launch_creates_persisted_records_before_telling_the_bridge(h):
     saved = json.loads((h.dir / "fleet.json").read_text())
     assert [r["task_id"] for r in saved["records"]] == [task_id]
     assert h.registry.launched_total == 1
+
+
+def test_launched_task_ids_parse_back_to_their_profile(h):
+    task_ids = h.launch("once", 3)
+    assert len(set(task_ids)) == 3
+    for task_id in task_ids:
+        assert re.fullmatch(PREFIX + r"once-[0-9a-f]{8}", task_id)
+        assert profile_for_task(task_id, PREFIX, (LINUX, ONCE)) == ONCE
 
 
 def test_lifecycle_to_idle_and_building_counts_jobs(h):
