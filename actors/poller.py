@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 DELETE_REFUSED_STATUSES = frozenset({406, 422})
 #: Requests that only read, and so are carried out in dry run too.
 READS = frozenset({"read", "history"})
+#: How log lines word a request whose action is not a verb.
+_DOING = {"history": "read the job history of"}
 
 
 def backoff_delay(attempts: int, interval: float, ceiling: float, rng: random.Random) -> float:
@@ -284,5 +286,5 @@ class GoCDPoller(BaseActor):
 
     @staticmethod
     def _change_failed(action: str, uuid: str, error: GoCDError) -> AgentChangeFailed:
-        logger.warning("Cannot %s GoCD agent %s: %s", action, uuid, error)
+        logger.warning("Cannot %s GoCD agent %s: %s", _DOING.get(action, action), uuid, error)
         return AgentChangeFailed(uuid=uuid, action=action, reason=str(error), status=error.status)

@@ -290,6 +290,14 @@ def test_dry_run_logs_changes_and_sends_none(clock, recorder, caplog):
     assert "Dry run: would delete agent u3" in caplog.text
 
 
+def test_a_failed_job_history_read_is_logged_in_words(clock, recorder, caplog):
+    client = FakeClient()
+    client.errors["history"] = GoCDAuthError("not an admin", status=403)
+    with caplog.at_level(logging.WARNING, logger="actors.poller"):
+        _poller(clock, recorder, client).on_receive(ReadJobHistory("u1"))
+    assert "Cannot read the job history of GoCD agent u1: not an admin" in caplog.text
+
+
 def test_job_history_before_19_11_fails_without_a_call_and_warns_once(clock, recorder, caplog):
     client = FakeClient()
     client.version = "19.10.0"
