@@ -1,10 +1,12 @@
 """The GoCD API client: one session, a timeout on every call, XML and JSON to values.
 
 :class:`GoCDClient` owns every HTTP call gocd-mesos makes to the GoCD server
-(``gocd-api.md`` sections 1, 2, 3 and 5): the scheduled-jobs backlog (the feed,
-falling back to the old admin-only endpoint of GoCD <= 20.8), the pipeline
-configs that tell elastic jobs apart, the agents API (v7, falling back to v6,
-v5 and v4 for old servers), agent changes, the version and the health check.
+(``gocd-api.md`` sections 1, 2, 3, 5 and 9.3): the scheduled-jobs backlog (the
+feed, falling back to the old admin-only endpoint of GoCD <= 20.8), the
+pipeline configs that tell elastic jobs apart, the agents API (v7, falling back
+to v6, v5 and v4 for old servers), agent changes, how many jobs an agent has
+finished (its job run history, GoCD >= 19.11.0), the version and the health
+check.
 It turns every failure into a :class:`~actors.exceptions.GoCDError` leaf that
 carries ``method``, ``url`` and ``status`` and never a credential, and returns
 immutable values (the message dataclasses). It keeps a little state (which
@@ -47,14 +49,17 @@ from actors.messages import BuildDetails, GoAgent, ScheduledJob
 
 __all__ = [
     "AGENTS_API_VERSIONS",
+    "JOB_HISTORY_SINCE",
     "GoCDClient",
     "base_job_name",
     "make_session",
     "parse_agent",
     "parse_agents",
+    "parse_job_history_total",
     "parse_pipeline_elastic_profiles",
     "parse_scheduled_jobs",
     "parse_xml",
+    "version_tuple",
     "vnd",
 ]
 
@@ -68,6 +73,10 @@ OLD_JOBS_PATH = "/api/jobs/scheduled.xml"
 AGENTS_API_VERSIONS = (7, 6, 5, 4)
 #: Pipeline config API version that has ``elastic_profile_id`` on jobs.
 PIPELINE_CONFIG_API_VERSION = 11
+#: First GoCD release with the agent job run history API (``gocd-api.md`` 9.3).
+JOB_HISTORY_SINCE = (19, 11, 0)
+#: Jobs per page asked of the job run history: GoCD's smallest, since only the total is read.
+JOB_HISTORY_PAGE_SIZE = 10
 #: Seconds a pipeline's elastic profiles are trusted before they are read again.
 ELASTIC_CACHE_SECONDS = 300.0
 #: Longest piece of a GoCD error body quoted in an exception.
@@ -294,6 +303,24 @@ def parse_agents(payload: Any) -> tuple[GoAgent, ...]:
     return tuple(parse_agent(agent) for agent in agents)
 
 
+def parse_job_history_total(payload: Any) -> int:
+    """How many jobs an agent has finished: ``pagination.total`` of its job run history
+    (``GET /go/api/agents/:uuid/job_run_history``, ``gocd-api.md`` 9.3).
+
+    ValueError when the answer has no such count (a non-negative integer).
+    """
+    pagination = payload.get("pagination") if isinstance(payload, Mapping) else None
+    total = pagination.get("total") if isinstance(pagination, Mapping) else None
+    if not isinstance(total, int) or isinstance(total, bool) or total < 0:
+        raise ValueError(f"no pagination.total count in the job run history: {str(payload)[:_MAX_QUOTE]!r}")
+    return total
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """GoCD's ``25.1.0`` as ``(25, 1, 0)``, to compare releases; ``()`` when it holds no number."""
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:3])
+
+
 def base_job_name(name: str) -> str:
     """The configured job name of ``<job>-runInstance-<n>`` / ``<job>-runOnAll-<n>`` jobs."""
     match = _RUN_MARKER_RE.match(name)
@@ -467,6 +494,33 @@ class GoCDClient:
     def agent(self, uuid: str) -> GoAgent:
         """One agent (``GET /go/api/agents/:uuid``); GoCDNotFound when GoCD does not know it."""
         return self._agent_answer("GET", uuid)
+
+    def completed_job_count(self, uuid: str) -> int:
+        """How many jobs GoCD has finished on the agent, from its job run history
+        (``GET /go/api/agents/:uuid/job_run_history``, v1, admins only, GoCD >= 19.11.0).
+
+        This is GoCD's ``pagination.total``: the agent's Completed jobs, whatever their
+        result, plus those rescheduled away from it (``totalCompletedJobsOnAgent``); never
+        the job it is building. GoCDNotFound when GoCD does not know the agent (a deleted
+        agent's history goes with it); GoCDBadResponse when GoCD serves no such API (a
+        404 page that is not JSON: GoCD before 19.11.0, or a wrong ``[gocd] url``), so that
+        a missing API is never taken for a missing agent.
+        """
+        path = f"/api/agents/{quote(uuid, safe='')}/job_run_history"
+        response = self._send("GET", f"{path}?page_size={JOB_HISTORY_PAGE_SIZE}", accept=vnd(1))
+        if response.status_code == 404 and "json" not in _content_type(response):
+            self._fail(
+                GoCDBadResponse,
+                "GET",
+                path,
+                404,
+                "GoCD serves no agent job run history here (it came in GoCD 19.11.0; check [gocd] url)",
+            )
+        self._check(response, "GET", path)
+        try:
+            return parse_job_history_total(self._json("GET", path, response))
+        except ValueError as e:
+            self._fail(GoCDBadResponse, "GET", path, response.status_code, str(e))
 
     # -- changing --
 

@@ -21,6 +21,7 @@ __all__ = [
     "AgentDeleted",
     "AgentDisabled",
     "AgentEnabled",
+    "AgentJobHistory",
     "AgentNotFound",
     "AgentRead",
     "BacklogSnapshot",
@@ -57,6 +58,7 @@ __all__ = [
     "ProfileBackoff",
     "ProfileDecision",
     "ReadAgent",
+    "ReadJobHistory",
     "ReconcileTasks",
     "ScalePlan",
     "ScheduledJob",
@@ -230,6 +232,15 @@ class ReadAgent:
 
 
 @dataclass(frozen=True)
+class ReadJobHistory:
+    """Read how many jobs an agent has finished, from GoCD's agent job run history
+    (GoCD 19.11.0 and later; admin rights needed)."""
+
+    #: Agent UUID.
+    uuid: str
+
+
+@dataclass(frozen=True)
 class DeleteAgent:
     """Delete an agent from GoCD; GoCD refuses unless it is Disabled and not building."""
 
@@ -262,12 +273,26 @@ class AgentRead:
 
 
 @dataclass(frozen=True)
+class AgentJobHistory:
+    """A ReadJobHistory succeeded: how many jobs GoCD has finished on the agent."""
+
+    #: Agent UUID.
+    uuid: str
+    #: Jobs finished on the agent, a count: GoCD's ``pagination.total`` of its job run
+    #: history, i.e. its Completed jobs of any result plus jobs rescheduled away from it;
+    #: never the job it is building now.
+    completed: int
+    #: Clock time (seconds) at which the read finished.
+    fetched_at: float
+
+
+@dataclass(frozen=True)
 class AgentNotFound:
     """GoCD does not know this agent (404): already deleted, or never registered."""
 
     #: Agent UUID.
     uuid: str
-    #: The request that found it missing: ``enable``, ``disable``, ``read`` or ``delete``.
+    #: The request that found it missing: ``enable``, ``disable``, ``read``, ``history`` or ``delete``.
     action: str
 
 
@@ -295,11 +320,11 @@ class AgentChangeFailed:
 
     #: Agent UUID.
     uuid: str
-    #: ``enable``, ``disable``, ``read`` or ``delete``.
+    #: ``enable``, ``disable``, ``read``, ``history`` or ``delete``.
     action: str
     #: What went wrong (never holds a credential).
     reason: str
-    #: HTTP status, or None when no answer came.
+    #: HTTP status, or None when no answer came (or no call was made).
     status: int | None = None
 
 
@@ -704,7 +729,7 @@ class Peers:
     judge: object
     #: The MesosBridge's ref (receives LaunchAgents, KillAgent, ReconcileTasks).
     bridge: object
-    #: The GoCDPoller's ref (receives EnableAgent, DisableAgent, ReadAgent, DeleteAgent).
+    #: The GoCDPoller's ref (receives EnableAgent, DisableAgent, ReadAgent, ReadJobHistory, DeleteAgent).
     poller: object
 
 

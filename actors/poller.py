@@ -20,13 +20,14 @@ from actors.base import BaseActor, Publisher
 from actors.clock import Clock, Ticker
 from actors.config import GoCDSettings
 from actors.exceptions import GoCDError, GoCDNotFound, GoCDUnprocessable
-from actors.gocd import GoCDClient, make_session
+from actors.gocd import JOB_HISTORY_SINCE, GoCDClient, make_session, version_tuple
 from actors.messages import (
     AgentChangeFailed,
     AgentDeleted,
     AgentDeleteRefused,
     AgentDisabled,
     AgentEnabled,
+    AgentJobHistory,
     AgentNotFound,
     AgentRead,
     BacklogSnapshot,
@@ -36,6 +37,7 @@ from actors.messages import (
     GoCDUnavailable,
     Poll,
     ReadAgent,
+    ReadJobHistory,
     Subscribe,
 )
 
@@ -46,6 +48,10 @@ logger = logging.getLogger(__name__)
 #: HTTP statuses with which GoCD refuses to delete an agent that is not disabled or
 #: still building: 422 since 19.9, 406 before.
 DELETE_REFUSED_STATUSES = frozenset({406, 422})
+#: Requests that only read, and so are carried out in dry run too.
+READS = frozenset({"read", "history"})
+#: How log lines word a request whose action is not a verb.
+_DOING = {"history": "read the job history of"}
 
 
 def backoff_delay(attempts: int, interval: float, ceiling: float, rng: random.Random) -> float:
@@ -84,6 +90,11 @@ class GoCDPoller(BaseActor):
     * :class:`~actors.messages.ReadAgent`: read one agent, publish
       :class:`~actors.messages.AgentRead` (or AgentNotFound, AgentChangeFailed);
       done in dry run too, since it changes nothing.
+    * :class:`~actors.messages.ReadJobHistory`: read how many jobs GoCD has
+      finished on the agent, publish :class:`~actors.messages.AgentJobHistory`
+      (or AgentNotFound, AgentChangeFailed with action ``history``); done in dry
+      run too. GoCD before 19.11.0 has no such history: the answer is then
+      AgentChangeFailed without a call, and a warning is logged once.
 
     Publishes to every subscriber: the messages above.
     """
@@ -109,6 +120,7 @@ class GoCDPoller(BaseActor):
         self._rng = rng or random.Random()
         self._ticker: Ticker | None = None
         self._server_version = ""
+        self._warned_no_history = False
         #: Clock time of the first failure of the current run of failures, or None.
         self._failing_since: float | None = None
         self._attempts = 0
@@ -158,6 +170,8 @@ class GoCDPoller(BaseActor):
             return self._change("delete", message.uuid)
         if isinstance(message, ReadAgent):
             return self._change("read", message.uuid)
+        if isinstance(message, ReadJobHistory):
+            return self._change("history", message.uuid)
         return super().on_receive(message)
 
     def _poll(self) -> None:
@@ -167,11 +181,7 @@ class GoCDPoller(BaseActor):
         except GoCDError as e:
             self._failed(e)
             return
-        if not self._server_version:
-            try:
-                self._server_version = self._client.server_version()
-            except GoCDError as e:
-                logger.debug("Cannot read GoCD's version: %s", e)
+        self._read_server_version()
         if self._failing_since is not None:
             logger.info(
                 "GoCD at %s answers again after %d failed polls", self._client.base_url, self._attempts
@@ -213,9 +223,36 @@ class GoCDPoller(BaseActor):
             )
         )
 
+    def _read_server_version(self) -> str:
+        """GoCD's version, read once it answers; "" until then."""
+        if not self._server_version:
+            try:
+                self._server_version = self._client.server_version()
+            except GoCDError as e:
+                logger.debug("Cannot read GoCD's version: %s", e)
+        return self._server_version
+
+    def _no_job_history(self) -> str | None:
+        """Why GoCD cannot tell an agent's job history, or None when it may.
+
+        An unknown version is given the benefit of the doubt: the client tells a
+        missing API apart from a missing agent.
+        """
+        version = self._read_server_version()
+        if not version or version_tuple(version) >= JOB_HISTORY_SINCE:
+            return None
+        reason = f"job history needs GoCD 19.11.0+, and GoCD at {self._client.base_url} is {version}"
+        if not self._warned_no_history:
+            self._warned_no_history = True
+            logger.warning("Cannot read agents' job history: %s", reason)
+        return reason
+
     def _change(self, action: str, uuid: str, hostname: str | None = None) -> None:
-        if self._dry_run and action != "read":
+        if self._dry_run and action not in READS:
             logger.info("Dry run: would %s agent %s", action, uuid)
+            return
+        if action == "history" and (missing := self._no_job_history()) is not None:
+            self._publisher.publish(AgentChangeFailed(uuid=uuid, action=action, reason=missing))
             return
         outcome: Any
         try:
@@ -225,6 +262,9 @@ class GoCDPoller(BaseActor):
                 outcome = AgentDisabled(self._client.disable_agent(uuid))
             elif action == "read":
                 outcome = AgentRead(self._client.agent(uuid))
+            elif action == "history":
+                completed = self._client.completed_job_count(uuid)
+                outcome = AgentJobHistory(uuid=uuid, completed=completed, fetched_at=self._clock.now())
             else:
                 self._client.delete_agent(uuid)
                 outcome = AgentDeleted(uuid)
@@ -240,11 +280,11 @@ class GoCDPoller(BaseActor):
         except GoCDError as e:
             outcome = self._change_failed(action, uuid, e)
         else:
-            if action != "read":
+            if action not in READS:
                 logger.info("%sd GoCD agent %s", action.capitalize(), uuid)
         self._publisher.publish(outcome)
 
     @staticmethod
     def _change_failed(action: str, uuid: str, error: GoCDError) -> AgentChangeFailed:
-        logger.warning("Cannot %s GoCD agent %s: %s", action, uuid, error)
+        logger.warning("Cannot %s GoCD agent %s: %s", _DOING.get(action, action), uuid, error)
         return AgentChangeFailed(uuid=uuid, action=action, reason=str(error), status=error.status)

@@ -23,7 +23,13 @@ from actors.exceptions import (
 from actors.gocd import ELASTIC_CACHE_SECONDS, GoCDClient, make_session
 from actors.messages import GoAgent, ScheduledJob
 from actors.sim.gocd import GoCDSimulator
-from tests.gocd_support import PASSWORD, TOKEN, no_secrets_in_logs, settings  # noqa: F401 (autouse fixture)
+from tests.gocd_support import (  # noqa: F401 (autouse fixture)
+    PASSWORD,
+    TOKEN,
+    no_secrets_in_logs,
+    remoting,
+    settings,
+)
 
 
 @pytest.fixture
@@ -273,6 +279,45 @@ def test_no_agents_api_at_all_is_not_found(make_sim, clock):
     assert info.value.status == 404
 
 
+def _finish(sim: GoCDSimulator, uuid: str, result: str = "Passed") -> None:
+    """Agent ``uuid`` takes its next job and reports it done, as a real agent does."""
+    locator = remoting(sim, uuid, "get_work").json()["work"]["locator"]
+    remoting(sim, uuid, "report_completed", {"locator": locator, "result": result})
+
+
+def test_completed_job_count(sim, client):
+    sim.schedule_jobs("app", count=3)
+    uuid = sim.add_agent("a1")
+    assert client.completed_job_count(uuid) == 0
+    _finish(sim, uuid)
+    _finish(sim, uuid, result="Failed")
+    remoting(sim, uuid, "get_work")  # the third job: building, not counted
+    assert client.completed_job_count(uuid) == 2
+    assert list(sim.requests)[-1] == ("GET", f"/go/api/agents/{uuid}/job_run_history", 200)
+
+
+def test_completed_job_count_of_an_unknown_agent_is_not_found(sim, client):
+    with pytest.raises(GoCDNotFound, match="Agent with uuid 'nope' was not found!") as info:
+        client.completed_job_count("nope")
+    assert (info.value.status, info.value.url) == (404, f"{sim.url}/api/agents/nope/job_run_history")
+
+
+def test_completed_job_count_before_19_11_is_no_api_not_an_unknown_agent(make_sim, clock):
+    sim = make_sim(version="19.10.0")
+    uuid = sim.add_agent("a1")
+    with pytest.raises(GoCDBadResponse, match=r"came in GoCD 19\.11\.0") as info:
+        client_for(sim, clock).completed_job_count(uuid)
+    assert info.value.status == 404
+
+
+def test_completed_job_count_is_for_admins(make_sim, clock):
+    sim = make_sim(admin=False)
+    uuid = sim.add_agent("a1")
+    with pytest.raises(GoCDAuthError, match="may not do this") as info:
+        client_for(sim, clock).completed_job_count(uuid)
+    assert info.value.status == 403
+
+
 # --- changing ---------------------------------------------------------------------
 
 
@@ -503,6 +548,37 @@ def test_other_statuses(clock, status, kind):
     client, _ = _canned_client(clock, status, b'{"message": "nope"}', "application/json")
     with pytest.raises(kind, match="nope"):
         client.server_version()
+
+
+def test_completed_job_count_asks_for_the_smallest_page_in_v1(clock):
+    client, adapter = _canned_client(
+        clock,
+        200,
+        b'{"uuid": "u1", "jobs": [], "pagination": {"page_size": 10, "offset": 0, "total": 7}}',
+        "application/vnd.go.cd.v1+json;charset=utf-8",
+    )
+    assert client.completed_job_count("u 1") == 7
+    (sent,) = adapter.sent
+    assert sent.url == "http://gocd.test/go/api/agents/u%201/job_run_history?page_size=10"
+    assert sent.headers["Accept"] == "application/vnd.go.cd.v1+json"
+    assert adapter.kw["timeout"] == 5.0
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "match"),
+    [
+        (200, b'{"pagination": {"offset": 0}}', GoCDBadResponse, "no pagination.total"),
+        (200, b'{"pagination": {"total": "7"}}', GoCDBadResponse, "no pagination.total"),
+        (200, b'{"pagination": {"tot', GoCDBadResponse, "malformed JSON"),
+        (400, b'{"message": "The query parameter `page_size` ..."}', GoCDUnprocessable, "page_size"),
+        (500, b'{"error": "boom"}', GoCDServerError, "boom"),
+    ],
+)
+def test_completed_job_count_bad_answers(clock, status, body, kind, match):
+    client, _ = _canned_client(clock, status, body, "application/vnd.go.cd.v1+json;charset=utf-8")
+    with pytest.raises(kind, match=match) as info:
+        client.completed_job_count("u1")
+    assert info.value.status == status
 
 
 def test_errors_are_one_family():

@@ -10,9 +10,11 @@ from actors.gocd import (
     base_job_name,
     parse_agent,
     parse_agents,
+    parse_job_history_total,
     parse_pipeline_elastic_profiles,
     parse_scheduled_jobs,
     parse_xml,
+    version_tuple,
 )
 from actors.messages import BuildDetails, GoAgent, ScheduledJob
 
@@ -376,3 +378,69 @@ def test_parse_pipeline_elastic_profiles():
     }
     with pytest.raises(ValueError):
         parse_pipeline_elastic_profiles({"name": "app"})
+
+
+#: An agent job run history answer as GoCD 26.1.0's AgentJobHistoryRepresenter writes it.
+JOB_HISTORY = {
+    "_links": {
+        "doc": {"href": "https://api.gocd.org/26.1.0/#agent-job-run-history"},
+        "self": {"href": "https://gocd.example.com/go/api/agents/u1/job_run_history"},
+        "find": {"href": "https://gocd.example.com/go/api/agents/:uuid"},
+    },
+    "uuid": "u1",
+    "jobs": [
+        {
+            "job_state_transitions": [
+                {"state_change_time": "2026-07-10T09:00:00Z", "state": "Scheduled"},
+                {"state_change_time": "2026-07-10T09:00:31Z", "state": "Completed"},
+            ],
+            "job_name": "unit",
+            "stage_name": "build",
+            "stage_counter": "1",
+            "pipeline_name": "app",
+            "pipeline_counter": 42,
+            "result": "Passed",
+            "rerun": False,
+        }
+    ],
+    "pagination": {"page_size": 10, "offset": 0, "total": 31},
+}
+
+
+@pytest.mark.parametrize(
+    ("payload", "total"),
+    [
+        (JOB_HISTORY, 31),
+        ({"uuid": "u1", "jobs": [], "pagination": {"page_size": 10, "offset": 0, "total": 0}}, 0),
+        ({"pagination": {"total": 5, "extra": True}}, 5),
+    ],
+)
+def test_parse_job_history_total(payload, total):
+    assert parse_job_history_total(copy.deepcopy(payload)) == total
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        None,
+        [],
+        {},
+        {"pagination": None},
+        {"pagination": {"page_size": 10}},
+        {"pagination": {"total": "31"}},
+        {"pagination": {"total": 3.0}},
+        {"pagination": {"total": True}},
+        {"pagination": {"total": -1}},
+    ],
+)
+def test_parse_job_history_total_rejects(payload):
+    with pytest.raises(ValueError):
+        parse_job_history_total(payload)
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [("25.1.0", (25, 1, 0)), ("19.11.0", (19, 11, 0)), ("19.10.0", (19, 10, 0)), ("20.1", (20, 1)), ("", ())],
+)
+def test_version_tuple(version, expected):
+    assert version_tuple(version) == expected

@@ -13,6 +13,10 @@ import requests
 from actors.clock import ManualClock
 from actors.sim.gocd import (
     BAD_CREDENTIALS,
+    BAD_OFFSET,
+    BAD_PAGE_SIZE,
+    BAD_SORT_COLUMN,
+    BAD_SORT_ORDER,
     DELETE_REFUSED_MANY,
     DELETE_REFUSED_ONE,
     NOT_FOUND_TEXT,
@@ -560,6 +564,172 @@ def test_sim_agent_from_environment(clock, url, ok):
         "agentAutoRegisterEnvironments": "prod",
         "agentAutoRegisterHostname": "task-7",
     }
+
+
+# --- the agent job run history -------------------------------------------------------------
+
+V1 = "application/vnd.go.cd.v1+json"
+
+
+def history(sim: GoCDSimulator, uuid: str, query: str = "", **kw) -> requests.Response:
+    kw.setdefault("accept", V1)
+    return raw("GET", f"{sim.url}/api/agents/{uuid}/job_run_history{query}", **kw)
+
+
+def run_job(sim, clock, uuid: str, locator: str, seconds: float, result: str = "Passed") -> None:
+    """Agent ``uuid`` takes ``locator`` (its first job), builds it for ``seconds`` and reports the result."""
+    assert remoting(sim, uuid, "get_work").json()["work"]["locator"] == locator
+    clock.advance(1)
+    remoting(sim, uuid, "report_current_status", {"locator": locator, "job_state": "Building"})
+    clock.advance(seconds - 1)
+    remoting(sim, uuid, "report_completing", {"locator": locator, "job_state": "Completing"})
+    remoting(sim, uuid, "report_completed", {"locator": locator, "result": result})
+
+
+def test_job_run_history_lists_the_completed_jobs_of_the_agent(sim, clock):
+    uuid = sim.add_agent("a1", uuid="u1")
+    other = sim.add_agent("a2", uuid="u2")
+    (unit,) = sim.schedule_jobs("app", job="unit")
+    clock.advance(4)
+    run_job(sim, clock, uuid, unit, 30, result="Failed")
+    (theirs,) = sim.schedule_jobs("app", job="lint")
+    run_job(sim, clock, other, theirs, 10)
+    (running,) = sim.schedule_jobs("app", job="deploy")
+    assert remoting(sim, uuid, "get_work").json()["work"]["locator"] == running
+
+    response = history(sim, uuid)
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "application/vnd.go.cd.v1+json;charset=utf-8"
+    # ManualClock's wall time starts at 1_700_000_000 (2023-11-14T22:13:20Z) for clock time 1000.
+    assert response.json() == {
+        "_links": {
+            "doc": {"href": "https://api.gocd.org/25.1.0/#agent-job-run-history"},
+            "self": {"href": f"{sim.url}/api/agents/u1/job_run_history"},
+            "find": {"href": f"{sim.url}/api/agents/:uuid"},
+        },
+        "uuid": "u1",
+        "jobs": [
+            {
+                "job_state_transitions": [
+                    {"state_change_time": "2023-11-14T22:13:20Z", "state": "Scheduled"},
+                    {"state_change_time": "2023-11-14T22:13:24Z", "state": "Assigned"},
+                    {"state_change_time": "2023-11-14T22:13:25Z", "state": "Building"},
+                    {"state_change_time": "2023-11-14T22:13:54Z", "state": "Completing"},
+                    {"state_change_time": "2023-11-14T22:13:54Z", "state": "Completed"},
+                ],
+                "job_name": "unit",
+                "stage_name": "build",
+                "stage_counter": "1",
+                "pipeline_name": "app",
+                "pipeline_counter": 1,
+                "result": "Failed",
+                "rerun": False,
+            }
+        ],
+        "pagination": {"page_size": 50, "offset": 0, "total": 1},
+    }
+    assert history(sim, other).json()["pagination"]["total"] == 1
+    assert history(sim, sim.add_agent("a3")).json()["jobs"] == []
+
+
+def test_job_run_history_pages_and_sorts(sim, clock):
+    uuid = sim.add_agent("a1")
+    for n in range(12):
+        (locator,) = sim.schedule_jobs(f"p{n:02d}")
+        run_job(sim, clock, uuid, locator, seconds=100 - n, result="Failed" if n % 3 else "Passed")
+
+    def names(query: str) -> list[str]:
+        answer = history(sim, uuid, query).json()
+        assert answer["pagination"]["total"] == 12
+        return [job["pipeline_name"] for job in answer["jobs"]]
+
+    newest_first = [f"p{n:02d}" for n in reversed(range(12))]
+    assert names("") == newest_first
+    assert names("?page_size=10") == newest_first[:10]
+    assert names("?page_size=10&offset=10") == newest_first[10:]
+    assert names("?offset=3&page_size=10&sort_order=ASC") == list(reversed(newest_first))[3:]
+    assert names("?sort_column=duration&sort_order=ASC")[:2] == ["p11", "p10"]
+    assert names("?sort_column=pipeline&sort_order=ASC") == sorted(newest_first)
+    by_result = names("?sort_column=result&sort_order=ASC")
+    assert by_result[:8] == ["p01", "p02", "p04", "p05", "p07", "p08", "p10", "p11"]  # then by build id
+    past_the_end = history(sim, uuid, "?offset=40&page_size=%2B10").json()
+    assert (past_the_end["jobs"], past_the_end["pagination"]) == (
+        [],
+        {"page_size": 10, "offset": 40, "total": 12},
+    )
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("?page_size=9", BAD_PAGE_SIZE),
+        ("?page_size=101", BAD_PAGE_SIZE),
+        ("?page_size=", BAD_PAGE_SIZE),
+        ("?page_size=ten", BAD_PAGE_SIZE),
+        ("?page_size=99999999999", BAD_PAGE_SIZE),
+        ("?page_size=+10", BAD_PAGE_SIZE),  # "+" is a space in a query, and parseInt takes no spaces
+        ("?offset=-1", BAD_OFFSET),
+        ("?offset=1.5&page_size=5", BAD_OFFSET),  # offset is read first
+        ("?sort_column=Completed", BAD_SORT_COLUMN),
+        ("?sort_column=", BAD_SORT_COLUMN),
+        ("?sort_order=desc", BAD_SORT_ORDER),
+    ],
+)
+def test_job_run_history_refuses_bad_parameters_before_looking_up_the_agent(sim, query, message):
+    for uuid in (sim.add_agent("a1"), "no-such-agent"):
+        response = history(sim, uuid, query)
+        assert response.status_code == 400
+        assert response.json() == {"message": message}
+
+
+def test_job_run_history_of_an_unknown_or_deleted_agent_is_404(sim):
+    uuid = sim.add_agent("a1", config_state="Disabled")
+    assert history(sim, uuid).status_code == 200
+    assert raw("DELETE", f"{sim.url}/api/agents/{uuid}").status_code == 200
+    response = history(sim, uuid)
+    assert response.status_code == 404
+    assert response.json() == {"message": f"Agent with uuid '{uuid}' was not found!"}
+    assert response.headers["Content-Type"] == "application/vnd.go.cd.v1+json;charset=utf-8"
+
+
+@pytest.mark.parametrize(
+    ("accept", "status", "ctype"),
+    [
+        (V1, 200, "application/vnd.go.cd.v1+json;charset=utf-8"),
+        ("application/vnd.go.cd+json", 200, "application/vnd.go.cd.v1+json;charset=utf-8"),
+        (V7, 404, "text/html;charset=utf-8"),
+        ("*/*", 404, "text/plain;charset=utf-8"),
+        (None, 404, "text/plain;charset=utf-8"),
+        ("application/vnd.go.cd.v1+json; charset=utf-8", 404, "text/plain;charset=utf-8"),
+    ],
+)
+def test_job_run_history_needs_the_exact_accept_header(sim, accept, status, ctype):
+    response = history(sim, sim.add_agent("a1"), accept=accept)
+    assert (response.status_code, response.headers["Content-Type"]) == (status, ctype)
+    if ctype.startswith("text/plain"):
+        assert response.text == NOT_FOUND_TEXT
+
+
+@pytest.mark.parametrize(("version", "status"), [("19.10.0", 404), ("19.11.0", 200), ("26.1.0", 200)])
+def test_job_run_history_came_in_19_11(make_sim, version, status):
+    sim = make_sim(version=version)
+    response = history(sim, sim.add_agent("a1"))
+    assert response.status_code == status
+    if status == 404:
+        assert response.headers["Content-Type"] == "text/html;charset=utf-8"
+
+
+def test_job_run_history_is_for_admins(make_sim):
+    sim = make_sim(username="viewer", password=PASSWORD, admin=False)
+    uuid = sim.add_agent("a1")
+    anonymous = history(sim, uuid)
+    assert (anonymous.status_code, anonymous.json()) == (401, {"message": "You are not authenticated!"})
+    for target, query in ((uuid, ""), ("no-such-agent", "?page_size=1")):
+        response = history(sim, target, query, auth=("viewer", PASSWORD))
+        assert response.status_code == 403
+        assert response.json() == {"message": "You are not authorized to perform this action."}
+    admin = make_sim(username="admin", password=PASSWORD)
+    assert history(admin, admin.add_agent("a1"), auth=("admin", PASSWORD)).status_code == 200
 
 
 # --- controls and faults -----------------------------------------------------------------

@@ -8,13 +8,21 @@ import random
 import pytest
 
 from actors.clock import ManualClock
-from actors.exceptions import GoCDConnectionError, GoCDNotFound, GoCDServerError, GoCDUnprocessable
+from actors.exceptions import (
+    GoCDAuthError,
+    GoCDBadResponse,
+    GoCDConnectionError,
+    GoCDNotFound,
+    GoCDServerError,
+    GoCDUnprocessable,
+)
 from actors.messages import (
     AgentChangeFailed,
     AgentDeleted,
     AgentDeleteRefused,
     AgentDisabled,
     AgentEnabled,
+    AgentJobHistory,
     AgentNotFound,
     AgentRead,
     BacklogSnapshot,
@@ -25,13 +33,14 @@ from actors.messages import (
     GoCDUnavailable,
     Poll,
     ReadAgent,
+    ReadJobHistory,
     ScheduledJob,
     Subscribe,
 )
 from actors.poller import GoCDPoller, backoff_delay
 from actors.sim.gocd import GoCDSimulator
 from tests.conftest import RecordingRef
-from tests.gocd_support import PASSWORD, no_secrets_in_logs, settings  # noqa: F401 (autouse fixture)
+from tests.gocd_support import PASSWORD, no_secrets_in_logs, remoting, settings  # noqa: F401 (autouse fixture)
 
 JOB = ScheduledJob(
     locator="app/1/build/1/job",
@@ -54,6 +63,7 @@ class FakeClient:
         self.agents_: tuple | Exception = (AGENT,)
         self.errors: dict[str, Exception] = {}
         self.calls: list[tuple[str, str]] = []
+        self.version: str | Exception = "25.1.0"
         self.closed = False
 
     def scheduled_jobs(self):
@@ -70,7 +80,10 @@ class FakeClient:
         return self.agents_
 
     def server_version(self):
-        return "25.1.0"
+        self.calls.append(("version", ""))
+        if isinstance(self.version, Exception):
+            raise self.version
+        return self.version
 
     def _change(self, action, uuid, result):
         self.calls.append((action, uuid))
@@ -90,6 +103,9 @@ class FakeClient:
 
     def delete_agent(self, uuid):
         return self._change("delete", uuid, "Deleted 1 agent(s).")
+
+    def completed_job_count(self, uuid):
+        return self._change("history", uuid, 3)
 
     def close(self):
         self.closed = True
@@ -191,6 +207,21 @@ def test_agent_changes(clock, recorder, message, action, outcome):
     assert recorder.messages == [outcome]
 
 
+def test_read_job_history(clock, recorder):
+    client = FakeClient()
+    poller = _poller(clock, recorder, client)
+    start = clock.now()
+    poller.on_receive(ReadJobHistory("u1"))
+    clock.advance(5)
+    poller.on_receive(ReadJobHistory("u2"))
+    # The version is read once, before the first history.
+    assert client.calls == [("version", ""), ("history", "u1"), ("history", "u2")]
+    assert recorder.messages == [
+        AgentJobHistory(uuid="u1", completed=3, fetched_at=start),
+        AgentJobHistory(uuid="u2", completed=3, fetched_at=start + 5),
+    ]
+
+
 @pytest.mark.parametrize(
     ("message", "error", "outcome"),
     [
@@ -214,13 +245,33 @@ def test_agent_changes(clock, recorder, message, action, outcome):
             AgentChangeFailed("u1", "enable", "maintenance", 503),
         ),
         (ReadAgent("u1"), GoCDConnectionError("refused"), AgentChangeFailed("u1", "read", "refused", None)),
+        (ReadJobHistory("u1"), GoCDNotFound("gone", status=404), AgentNotFound("u1", "history")),
+        (
+            ReadJobHistory("u1"),
+            GoCDAuthError("not an admin", status=403),
+            AgentChangeFailed("u1", "history", "not an admin", 403),
+        ),
+        (
+            ReadJobHistory("u1"),
+            GoCDBadResponse("no such API", status=404),
+            AgentChangeFailed("u1", "history", "no such API", 404),
+        ),
+        (
+            ReadJobHistory("u1"),
+            GoCDConnectionError("refused"),
+            AgentChangeFailed("u1", "history", "refused", None),
+        ),
     ],
 )
 def test_agent_change_failures(clock, recorder, message, error, outcome):
     client = FakeClient()
-    action = {EnableAgent: "enable", DisableAgent: "disable", ReadAgent: "read", DeleteAgent: "delete"}[
-        type(message)
-    ]
+    action = {
+        EnableAgent: "enable",
+        DisableAgent: "disable",
+        ReadAgent: "read",
+        DeleteAgent: "delete",
+        ReadJobHistory: "history",
+    }[type(message)]
     client.errors[action] = error
     _poller(clock, recorder, client).on_receive(message)
     assert recorder.messages == [outcome]
@@ -233,10 +284,51 @@ def test_dry_run_logs_changes_and_sends_none(clock, recorder, caplog):
         for message in (EnableAgent("u1"), DisableAgent("u2"), DeleteAgent("u3")):
             poller.on_receive(message)
         poller.on_receive(ReadAgent("u4"))
-    assert client.calls == [("read", "u4")]
-    assert recorder.messages == [AgentRead(AGENT)]
+        poller.on_receive(ReadJobHistory("u5"))
+    assert client.calls == [("read", "u4"), ("version", ""), ("history", "u5")]
+    assert recorder.messages == [AgentRead(AGENT), AgentJobHistory("u5", 3, clock.now())]
     assert "Dry run: would disable agent u2" in caplog.text
     assert "Dry run: would delete agent u3" in caplog.text
+
+
+def test_a_failed_job_history_read_is_logged_in_words(clock, recorder, caplog):
+    client = FakeClient()
+    client.errors["history"] = GoCDAuthError("not an admin", status=403)
+    with caplog.at_level(logging.WARNING, logger="actors.poller"):
+        _poller(clock, recorder, client).on_receive(ReadJobHistory("u1"))
+    assert "Cannot read the job history of GoCD agent u1: not an admin" in caplog.text
+
+
+def test_job_history_before_19_11_fails_without_a_call_and_warns_once(clock, recorder, caplog):
+    client = FakeClient()
+    client.version = "19.10.0"
+    poller = _poller(clock, recorder, client)
+    with caplog.at_level(logging.WARNING, logger="actors.poller"):
+        poller.on_receive(ReadJobHistory("u1"))
+        poller.on_receive(ReadJobHistory("u2"))
+    assert client.calls == [("version", "")]
+    reason = "job history needs GoCD 19.11.0+, and GoCD at http://gocd.test/go is 19.10.0"
+    assert recorder.messages == [
+        AgentChangeFailed("u1", "history", reason, None),
+        AgentChangeFailed("u2", "history", reason, None),
+    ]
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [f"Cannot read agents' job history: {reason}"]
+
+
+def test_job_history_is_asked_for_when_the_version_is_unknown(clock, recorder):
+    client = FakeClient()
+    client.version = GoCDConnectionError("refused")
+    poller = _poller(clock, recorder, client)
+    poller.on_receive(ReadJobHistory("u1"))
+    assert client.calls == [("version", ""), ("history", "u1")]
+    assert recorder.messages == [AgentJobHistory("u1", 3, clock.now())]
+    client.version = "19.10.0"  # read as soon as GoCD answers
+    poller.on_receive(ReadJobHistory("u1"))
+    last = recorder.messages[-1]
+    assert isinstance(last, AgentChangeFailed)
+    assert (last.action, last.status) == ("history", None)
+    assert "19.11.0+" in last.reason
 
 
 def test_subscribe_and_unknown_messages(clock, recorder):
@@ -307,3 +399,33 @@ def test_approval_can_rename_the_agent_in_the_same_change(clock, recorder):
     _poller(clock, recorder, client).on_receive(EnableAgent("u1", hostname="gocd-mesos-linux-0123abcd"))
     assert client.calls == [("enable", "u1")] and client.renamed_to == "gocd-mesos-linux-0123abcd"
     assert recorder.of(AgentEnabled) == [AgentEnabled(AGENT)]
+
+
+@pytest.mark.parametrize(("version", "history"), [("25.1.0", True), ("19.10.0", False)])
+def test_real_poller_reads_job_history(clock, recorder, version, history):
+    sim = GoCDSimulator(clock=clock, version=version, username="admin", password=PASSWORD)
+    sim.start()
+    try:
+        sim.schedule_jobs("app", count=2)
+        uuid = sim.add_agent("a1")
+        for _ in range(2):
+            locator = remoting(sim, uuid, "get_work").json()["work"]["locator"]
+            remoting(sim, uuid, "report_completed", {"locator": locator, "result": "Passed"})
+        ref = GoCDPoller.start(
+            settings=settings(sim.url, username="admin", password=PASSWORD),
+            clock=clock,
+            subscribers=(recorder,),
+        )
+        ref.tell(ReadJobHistory(uuid))
+        ref.tell(ReadJobHistory("no-such-agent"))
+        if history:
+            assert recorder.wait_for(AgentJobHistory) == [AgentJobHistory(uuid, 2, clock.now())]
+            assert recorder.wait_for(AgentNotFound) == [AgentNotFound("no-such-agent", "history")]
+        else:
+            failed = recorder.wait_for(AgentChangeFailed, 2)
+            assert {(f.uuid, f.action) for f in failed} == {(uuid, "history"), ("no-such-agent", "history")}
+            assert all("19.11.0+" in f.reason for f in failed)
+            assert not any(path.endswith("/job_run_history") for _, path, _ in sim.requests)
+        ref.stop(timeout=10)
+    finally:
+        sim.stop()

@@ -4,9 +4,10 @@
 on 127.0.0.1), what gocd-mesos and GoCD agents use of a GoCD server, with the
 real formats, status codes and quirks: the scheduled-jobs feed and the old
 admin-only endpoint (chosen by the simulated version), the agents API v4-v7
-with GoCD's exact-Accept rule, PATCH and DELETE rules and bodies, the pipeline
-config API (v11, for elastic profiles), version and health, basic and bearer
-auth, maintenance mode, the agents' registration handshake and remoting API.
+with GoCD's exact-Accept rule, PATCH and DELETE rules and bodies, the agent job
+run history (v1, GoCD >= 19.11.0), the pipeline config API (v11, for elastic
+profiles), version and health, basic and bearer auth, maintenance mode, the
+agents' registration handshake and remoting API.
 It models jobs (scheduled, assigned by :mod:`actors.matching` when an agent
 asks for work, completed when the agent reports) and agents (Pending,
 Enabled, Disabled; LostContact after ``agent_timeout`` of silence). Time is
@@ -16,7 +17,8 @@ from timestamps.
 Simplifications (documented, not GoCD's): the agent remoting calls take and
 give small JSON bodies of our own (see :meth:`GoCDSimulator._remoting`), not
 GoCD's serialized Java objects; there are no pipeline permissions, templates,
-config repos or job cancellation; agent resource names are not validated.
+config repos, job cancellation, rescheduling or reruns; agent resource names
+are not validated.
 
 Test controls (not GoCD's API) live under ``/_sim/`` and as Python methods:
 ``POST /_sim/jobs``, ``GET /_sim/state``, ``POST /_sim/faults``.
@@ -38,6 +40,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 import uuid as uuidlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -88,6 +91,15 @@ DELETE_REFUSED_MANY = (
     "be disabled or are still building."
 )
 BAD_CONFIG_STATE = "The value of `agent_config_state` can be one of `Enabled`, `Disabled` or null."
+#: The agent job run history's 400 answers, from ``gocd@26.1.0:api/api-agent-job-history-v1/src/main/java/
+#: com/thoughtworks/go/apiv1/agentjobhistory/AgentJobHistoryControllerV1.java`` (the same since 19.11.0;
+#: the sort messages name ``column``/``order``, not the parameters, as GoCD does).
+BAD_PAGE_SIZE = "The query parameter `page_size`, if specified must be a number between 10 and 100."
+BAD_OFFSET = "The query parameter `offset`, if specified must be a number greater or equal to 0."
+BAD_SORT_COLUMN = (
+    "The query parameter `column` must be one of pipeline, stage, job, result, completed, duration"
+)
+BAD_SORT_ORDER = "The query parameter `order` must be one of ASC, DESC"
 #: Deprecation headers of the Feeds API from 25.4.0 (``gocd-api.md`` 1.1); the Warning text is ours.
 FEED_DEPRECATION_HEADERS = (
     ("X-GoCD-API-Deprecated-In", "v25.4.0"),
@@ -111,6 +123,9 @@ REGISTRATION_FIELDS = (
     "token",
 )
 _VND_RE = re.compile(r"^application/vnd\.go\.cd\.v(\d+)\+json$")
+#: What Java's ``Integer.parseInt`` takes: a sign, then decimal digits (any script's, as Python's \d).
+_JAVA_INT_RE = re.compile(r"^[+-]?\d+$")
+_JOB_RUN_HISTORY = "/job_run_history"
 _GENERIC_VND = "application/vnd.go.cd+json"
 _RESET = object()
 
@@ -128,6 +143,20 @@ def _csv(value: Any) -> list[str]:
 def _jackson(obj: Any) -> bytes:
     """Pretty JSON the way the agents controllers write it (Jackson: ``"key" : value``)."""
     return (json.dumps(obj, indent=2, separators=(",", " : ")) + "\n").encode()
+
+
+def _iso8601(wall: float) -> str:
+    """Wall-clock seconds as GoCD's JSON dates: ISO-8601 UTC, whole seconds (``ISO8601Utils.format(date,
+    false)`` in ``JsonOutputWriter.jsonDate``), e.g. ``2026-07-10T09:00:00Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(wall))
+
+
+def _java_int(text: str) -> int | None:
+    """``text`` as Java's ``Integer.parseInt`` reads it, or None where that throws."""
+    if not _JAVA_INT_RE.match(text):
+        return None
+    value = int(text)
+    return value if -(2**31) <= value < 2**31 else None
 
 
 def _gson(message: str, key: str = "message") -> bytes:
@@ -162,6 +191,10 @@ class _Job:
     assigned_at: float | None = None
     completed_at: float | None = None
     agent_uuid: str | None = None
+    #: ``Passed``, ``Failed`` or ``Cancelled`` once completed; ``Unknown`` before.
+    result: str = "Unknown"
+    #: GoCD's job state transitions, ``(state, clock time)``, oldest first.
+    transitions: list[tuple[str, float]] = field(default_factory=list)
 
 
 @dataclass
@@ -359,6 +392,7 @@ class GoCDSimulator:
                         variables=variables_,
                         job_id=next(self._job_ids),
                         scheduled_at=now,
+                        transitions=[("Scheduled", now)],
                     )
                 )
                 locators.append(locator)
@@ -519,6 +553,7 @@ class GoCDSimulator:
 
     def _assign(self, job: _Job, agent: _Agent, now: float) -> None:
         job.state, job.assigned_at, job.agent_uuid = "building", now, agent.uuid
+        job.transitions.append(("Assigned", now))
         agent.runtime, agent.job = "Building", job.locator
         logger.info("Assigned job %s to agent %s", job.locator, agent.hostname)
 
@@ -632,6 +667,8 @@ class GoCDSimulator:
             return _Response(404, NOT_FOUND_TEXT.encode(), "text/plain;charset=utf-8")
         if r.path == "/go/api/version" and r.method == "GET" and version == 1 and self._version >= (16, 6):
             return self._version_response(r)
+        if r.path.startswith("/go/api/agents/") and r.path.endswith(_JOB_RUN_HISTORY):
+            return self._job_run_history(r, version, is_admin)
         if r.path == "/go/api/agents" or r.path.startswith("/go/api/agents/"):
             served = self._agents_api_versions()
             if version == 0 and self._version >= (19, 8) and served:
@@ -1076,6 +1113,87 @@ class GoCDSimulator:
             logger.info("Deleted agent %s", agent.hostname)
         return _Response(200, _gson(f"Deleted {len(agents)} agent(s)."), ctype)
 
+    # --- agent job run history ----------------------------------------------------
+
+    def _job_run_history(self, r: _Request, version: int, is_admin: bool) -> _Response:
+        """``GET /go/api/agents/:uuid/job_run_history`` (``gocd-api.md`` 9.3), as
+        ``AgentJobHistoryControllerV1`` answers it (read at ``gocd@19.11.0`` and ``@26.1.0``).
+
+        Its before filter checks admin rights first (403, for any method). ``index`` then
+        reads offset, page_size, sort_column and sort_order in that order, each bad value a
+        400 with that parameter's message (before the agent is looked up, so an unknown
+        agent with a bad parameter gets the 400); only then does an unknown agent get 404.
+        An offset past the end is no error: the page is empty and pagination echoes it.
+        """
+        uuid = unquote(r.path[len("/go/api/agents/") : -len(_JOB_RUN_HISTORY)])
+        if self._version < (19, 11) or version not in (0, 1) or not uuid or "/" in uuid:
+            # No route: no controller serves the path before 19.11.0, and v1 is its only version.
+            return _html_404()
+        ctype = "application/vnd.go.cd.v1+json;charset=utf-8"
+        if not is_admin:
+            return _Response(403, _gson(FORBIDDEN_ACTION), ctype)
+        if r.method != "GET":
+            return _html_404()
+
+        def param(name: str, default: str) -> str:
+            # Spark's queryParamOrDefault: the first value; present but empty is "", not the default.
+            values = r.query.get(name)
+            return values[0] if values else default
+
+        offset = _java_int(param("offset", "0"))
+        if offset is None or offset < 0:
+            return _Response(400, _gson(BAD_OFFSET), ctype)
+        page_size = _java_int(param("page_size", "50"))
+        if page_size is None or not 10 <= page_size <= 100:
+            return _Response(400, _gson(BAD_PAGE_SIZE), ctype)
+        column = param("sort_column", "completed")
+        if column not in _HISTORY_SORT_KEYS:
+            return _Response(400, _gson(BAD_SORT_COLUMN), ctype)
+        order = param("sort_order", "DESC")
+        if order not in ("ASC", "DESC"):
+            return _Response(400, _gson(BAD_SORT_ORDER), ctype)
+        if uuid not in self._agents:
+            # EntityType.Agent.notFoundMessage(uuid); a deleted agent's history goes with it.
+            return _Response(404, _gson(f"Agent with uuid '{uuid}' was not found!"), ctype)
+        # totalCompletedJobsOnAgent counts `state = 'Completed' OR ignored` rows of the agent:
+        # ignored rows are jobs rescheduled away from it, which this simulator never makes.
+        done = sorted(
+            (j for j in self._jobs if j.agent_uuid == uuid and j.state == "completed"), key=lambda j: j.job_id
+        )
+        # ORDER BY the column, then the build id ascending (a stable sort keeps it in either order).
+        done.sort(key=_HISTORY_SORT_KEYS[column], reverse=order == "DESC")
+        base = r.base()
+        body = {
+            "_links": {
+                "doc": {"href": f"https://api.gocd.org/{self.version}/#agent-job-run-history"},
+                "self": {"href": f"{base}/api/agents/{uuid}{_JOB_RUN_HISTORY}"},
+                "find": {"href": f"{base}/api/agents/:uuid"},
+            },
+            "uuid": uuid,
+            "jobs": [self._history_job_json(job) for job in done[offset : offset + page_size]],
+            "pagination": {"page_size": page_size, "offset": offset, "total": len(done)},
+        }
+        return _Response(200, _jackson(body), ctype)
+
+    def _history_job_json(self, job: _Job) -> dict[str, Any]:
+        """One job of the history, as ``AgentJobHistoryRepresenter`` writes it."""
+        return {
+            "job_state_transitions": [
+                {"state_change_time": self._iso(at), "state": state} for state, at in job.transitions
+            ],
+            "job_name": job.name,
+            "stage_name": job.stage,
+            "stage_counter": "1",
+            "pipeline_name": job.pipeline,
+            "pipeline_counter": job.pipeline_counter,
+            "result": job.result,
+            "rerun": False,
+        }
+
+    def _iso(self, at: float) -> str:
+        """Clock time ``at`` as GoCD's ISO-8601 date, on the clock's wall time."""
+        return _iso8601(self.clock.time() - self.clock.now() + at)
+
     # --- agent registration and remoting ----------------------------------------
 
     def _token_request(self, r: _Request) -> _Response:
@@ -1212,11 +1330,22 @@ class GoCDSimulator:
             }
             return _Response(200, json.dumps({"work": work}).encode(), ctype)
         if op in ("report_current_status", "report_completing"):
+            job = self._running_job(uuid, body.get("locator"))
+            state = body.get("job_state")
+            if (
+                job is not None
+                and state in ("Preparing", "Building", "Completing")
+                and job.transitions[-1][0] != state
+            ):
+                job.transitions.append((state, now))
             return _Response(200, b"{}", ctype)
         if op == "report_completed":
-            job = next((j for j in self._jobs if j.locator == body.get("locator")), None)
-            if job is not None and job.agent_uuid == uuid and job.state == "building":
+            job = self._running_job(uuid, body.get("locator"))
+            if job is not None:
                 job.state, job.completed_at = "completed", now
+                result = body.get("result")
+                job.result = result if result in ("Passed", "Failed", "Cancelled") else "Unknown"
+                job.transitions.append(("Completed", now))
                 logger.info("Job %s completed on agent %s", job.locator, agent.hostname)
             if agent.job == body.get("locator"):
                 agent.job, agent.runtime = None, "Idle"
@@ -1224,6 +1353,11 @@ class GoCDSimulator:
         if op == "is_ignored":
             return _Response(200, b"false", ctype)
         return _html_404()
+
+    def _running_job(self, uuid: str, locator: Any) -> _Job | None:
+        """The job ``locator`` if agent ``uuid`` is running it."""
+        job = next((j for j in self._jobs if j.locator == locator), None)
+        return job if job is not None and job.agent_uuid == uuid and job.state == "building" else None
 
     # --- /_sim/ -------------------------------------------------------------------
 
@@ -1262,6 +1396,18 @@ class GoCDSimulator:
         except (KeyError, TypeError, ValueError) as e:
             return _Response(400, _gson(f"Bad control request: {e!r}"), ctype)
         return _Response(404, _gson(f"No control endpoint {r.method} {r.path}"), ctype)
+
+
+#: The history's sort columns (``JobInstanceService.JobHistoryColumns``) and what they order by.
+#: Strings compare by code point here; GoCD's database may collate them otherwise.
+_HISTORY_SORT_KEYS: dict[str, Callable[[_Job], Any]] = {
+    "pipeline": lambda j: j.pipeline,
+    "stage": lambda j: j.stage,
+    "job": lambda j: j.name,
+    "result": lambda j: j.result,
+    "completed": lambda j: j.completed_at,
+    "duration": lambda j: (j.completed_at or 0.0) - j.scheduled_at,
+}
 
 
 def _html_404() -> _Response:
