@@ -524,12 +524,25 @@ class GoCDClient:
 
     # -- changing --
 
-    def enable_agent(self, uuid: str, hostname: str | None = None) -> GoAgent:
-        """Set the agent Enabled (approves a Pending one), renamed to ``hostname`` if given;
-        the agent as GoCD returns it."""
-        body = {"agent_config_state": "Enabled"}
+    def enable_agent(
+        self,
+        uuid: str,
+        hostname: str | None = None,
+        resources: Sequence[str] | None = None,
+        environments: Sequence[str] | None = None,
+    ) -> GoAgent:
+        """Set the agent Enabled (approves a Pending one); the agent as GoCD returns it.
+
+        ``hostname``, ``resources`` and ``environments`` (each None: unchanged) are set in
+        the same PATCH; the lists replace the agent's.
+        """
+        body: dict[str, Any] = {"agent_config_state": "Enabled"}
         if hostname is not None:
             body["hostname"] = hostname
+        if resources is not None:
+            body["resources"] = list(resources)
+        if environments is not None:
+            body["environments"] = list(environments)
         return self._agent_answer("PATCH", uuid, body)
 
     def disable_agent(self, uuid: str) -> GoAgent:

@@ -213,6 +213,11 @@ class EnableAgent:
     #: New hostname for the agent in the same change; None keeps it (a Pending agent of ours
     #: that GoCD knows by its container's hostname is renamed to its task id).
     hostname: str | None = None
+    #: Resources to give it in the same change (GoCD stores none for an agent it did not
+    #: auto-register); None keeps them.
+    resources: tuple[str, ...] | None = None
+    #: Environments to put it in, likewise; None keeps them.
+    environments: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

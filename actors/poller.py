@@ -163,7 +163,7 @@ class GoCDPoller(BaseActor):
         if isinstance(message, Subscribe):
             return self._publisher.add(message.subscriber)
         if isinstance(message, EnableAgent):
-            return self._change("enable", message.uuid, message.hostname)
+            return self._change("enable", message.uuid, message)
         if isinstance(message, DisableAgent):
             return self._change("disable", message.uuid)
         if isinstance(message, DeleteAgent):
@@ -247,7 +247,7 @@ class GoCDPoller(BaseActor):
             logger.warning("Cannot read agents' job history: %s", reason)
         return reason
 
-    def _change(self, action: str, uuid: str, hostname: str | None = None) -> None:
+    def _change(self, action: str, uuid: str, enable: EnableAgent | None = None) -> None:
         if self._dry_run and action not in READS:
             logger.info("Dry run: would %s agent %s", action, uuid)
             return
@@ -257,7 +257,10 @@ class GoCDPoller(BaseActor):
         outcome: Any
         try:
             if action == "enable":
-                outcome = AgentEnabled(self._client.enable_agent(uuid, hostname))
+                assert enable is not None
+                outcome = AgentEnabled(
+                    self._client.enable_agent(uuid, enable.hostname, enable.resources, enable.environments)
+                )
             elif action == "disable":
                 outcome = AgentDisabled(self._client.disable_agent(uuid))
             elif action == "read":

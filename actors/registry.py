@@ -766,11 +766,16 @@ class AgentRegistry(BaseActor):
                 self._key_mismatch(f"Agent {record.task_id} registered Pending")
                 record.enable_sent = True
                 self._mark()
-                # Approve it, under its task id if GoCD knows it by another hostname.
-                hostname = record.task_id if agent.hostname != record.task_id else None
-                self._ask_poller(
-                    EnableAgent(uuid=agent.uuid, hostname=hostname), f"approve agent {record.task_id}"
+                # Approve it as its profile's agent: GoCD stored none of the auto-register
+                # values (resources, environments, hostname) of an agent it did not accept.
+                profile = self._profiles.get(record.profile)
+                approve = EnableAgent(
+                    uuid=agent.uuid,
+                    hostname=record.task_id if agent.hostname != record.task_id else None,
+                    resources=profile.resources if profile else None,
+                    environments=profile.environments if profile else None,
                 )
+                self._ask_poller(approve, f"approve agent {record.task_id}")
             return
         if record.state in LAUNCH_STATES:
             now = self._clock.now()

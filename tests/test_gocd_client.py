@@ -339,8 +339,11 @@ def test_enable_disable_and_bulk(sim, client):
 
 def test_approving_a_pending_agent_can_rename_it(sim, client):
     sim.add_agent("node-7", uuid="u3", config_state="Pending")
-    approved = client.enable_agent("u3", hostname="gocd-mesos-linux-0123abcd")
+    approved = client.enable_agent(
+        "u3", hostname="gocd-mesos-linux-0123abcd", resources=("linux", "docker"), environments=("ci",)
+    )
     assert (approved.config_state, approved.hostname) == ("Enabled", "gocd-mesos-linux-0123abcd")
+    assert (sorted(approved.resources), approved.environments) == (["docker", "linux"], ("ci",))
     assert [a.hostname for a in client.agents() if a.uuid == "u3"] == ["gocd-mesos-linux-0123abcd"]
 
 

@@ -91,7 +91,7 @@ class FakeClient:
             raise self.errors[action]
         return result
 
-    def enable_agent(self, uuid, hostname=None):
+    def enable_agent(self, uuid, hostname=None, resources=None, environments=None):
         self.renamed_to = hostname
         return self._change("enable", uuid, AGENT)
 

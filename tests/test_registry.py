@@ -156,7 +156,7 @@ def test_pending_agent_is_approved_with_a_clear_error(h, caplog):
     with caplog.at_level(logging.ERROR):
         h.snapshot(agent(t, "Unknown", config="Pending"))
         h.snapshot(agent(t, "Unknown", config="Pending"))
-    assert h.poller.of(EnableAgent) == [EnableAgent(uuid=f"uuid-{t}")]
+    assert h.poller.of(EnableAgent) == [EnableAgent(uuid=f"uuid-{t}", resources=("linux",), environments=())]
     assert "does not match the GoCD server's agentAutoRegisterKey" in caplog.text
 
 
@@ -456,7 +456,9 @@ def test_a_pending_agent_under_its_nodes_hostname_is_tied_to_its_task_and_approv
     with caplog.at_level(logging.ERROR):
         h.snapshot(pending)
         h.snapshot(pending)
-    assert h.poller.of(EnableAgent) == [EnableAgent(uuid="uuid-p1", hostname=t)]
+    assert h.poller.of(EnableAgent) == [
+        EnableAgent(uuid="uuid-p1", hostname=t, resources=("linux",), environments=())
+    ]
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert len(errors) == 1 and "auto_register_key does not match" in errors[0].getMessage()
     # Approved and renamed: it registers as the task's agent.
