@@ -186,12 +186,23 @@ class MesosBridge(BaseActor):
                 )
             return
         added = 0
+        unnamed = []
         for task_id in message.task_ids:
             if task_id in self._queue or task_id in self._tasks:
                 logger.warning("Task %s is already queued or running; not launched twice", task_id)
                 continue
-            self._queue[task_id] = offers.QueuedTask(task_id, profile)
+            task = self._queue[task_id] = offers.QueuedTask(task_id, profile)
             added += 1
+            if offers.network_sets_hostname(profile) and offers.container_hostname(task) is None:
+                unnamed.append(task_id)
+        if unnamed:
+            logger.warning(
+                "Task ids of profile %s such as %s are longer than a hostname (%d characters): their "
+                "containers keep a hostname of their own, so a Pending GoCD agent of theirs names no task",
+                profile.name,
+                unnamed[0],
+                offers.HOSTNAME_MAX,
+            )
         if added:
             logger.info("Queued %d agents of profile %s (%d waiting)", added, profile.name, len(self._queue))
             # REVIVE also clears our decline filters: the new tasks may fit declined agents.

@@ -8,6 +8,12 @@ tasks x offers), checks attribute constraints (:func:`satisfies`), and builds
 the v1 JSON the driver sends: the ``FrameworkInfo`` (:func:`framework_info`),
 each ``TaskInfo`` (:func:`build_task_info`) and the ``Filters``.
 
+Hostnames: wherever the container gets a UTS namespace of its own, its
+``ContainerInfo.hostname`` is the task id (:func:`container_hostname`), so a
+GoCD agent that registers under its machine hostname (Pending, after a wrong
+auto-register key) still names its task. With host networking it carries the
+Mesos node's hostname instead.
+
 Constraint semantics (``attribute:OPERATOR:value``), as Marathon had them:
 
 * ``IS``: TEXT equal to ``value``; SCALAR numerically equal; SET equal to the
@@ -29,13 +35,16 @@ from actors.config import AgentSettings, Constraint, MesosSettings, Profile
 from actors.messages import MesosAttribute, MesosOffer, MesosResource, MesosTaskStatus
 
 __all__ = [
+    "HOSTNAME_MAX",
     "LABEL_FRAMEWORK",
     "LABEL_PROFILE",
     "Placement",
     "QueuedTask",
     "build_task_info",
+    "container_hostname",
     "filters",
     "framework_info",
+    "network_sets_hostname",
     "offer_capacity",
     "pack",
     "parse_offer",
@@ -54,6 +63,12 @@ SCALARS = ("cpus", "mem", "disk")
 
 #: Seconds Mesos gives an agent between SIGTERM and SIGKILL when we kill its task.
 KILL_GRACE_SECONDS = 30.0
+
+#: Longest hostname we give a container: one DNS label (RFC 1035). Linux takes
+#: 64 bytes (HOST_NAME_MAX) and no more: beyond it Docker fails the container
+#: (moby daemon/daemon_unix.go ``maxHostnameLen``, or runc's sethostname EINVAL)
+#: and so does the Mesos CNI isolator's sethostname.
+HOSTNAME_MAX = 63
 
 _NETWORKS = {"host": "HOST", "bridge": "BRIDGE", "none": "NONE", "user": "USER"}
 # A whisker of tolerance: offers carry doubles that were summed and subtracted.
@@ -332,6 +347,38 @@ def _scalar_json(resource: MesosResource) -> dict[str, Any]:
     }
 
 
+def network_sets_hostname(profile: Profile) -> bool:
+    """Whether the containers of ``profile`` get a hostname of their own from ``ContainerInfo``.
+
+    Docker: every network but ``host``; with ``HOST`` and a hostname the
+    executor fails the task ("Unable to set hostname with host network mode",
+    apache/mesos src/docker/docker.cpp ``Docker::RunOptions::create``). Mesos
+    containerizer: only in a named CNI network (``bridge`` is ``mesos-bridge``,
+    ``user`` is ``network_name``); ``host`` and ``none`` send no network name,
+    so the container joins the host's network and UTS namespaces and the CNI
+    isolator ignores the hostname (src/slave/containerizer/mesos/isolators/
+    network/cni/cni.cpp ``NetworkCniIsolatorProcess::prepare``).
+    """
+    if profile.containerizer == "mesos":
+        return profile.network in ("bridge", "user")
+    return profile.network != "host"
+
+
+def container_hostname(task: QueuedTask) -> str | None:
+    """The ``ContainerInfo.hostname`` of ``task``: its task id, or None when none is set.
+
+    None for host networking (:func:`network_sets_hostname`), where the
+    container has the Mesos node's hostname, and for a task id longer than
+    :data:`HOSTNAME_MAX`, which is never cut short: a truncated name would
+    name no task. Such a container keeps the name its runtime picks (Docker:
+    the first 12 hex digits of its container id; Mesos CNI: the Mesos
+    container id), which names no task either.
+    """
+    if not network_sets_hostname(task.profile) or len(task.task_id) > HOSTNAME_MAX:
+        return None
+    return task.task_id
+
+
 def build_task_info(
     task: QueuedTask,
     *,
@@ -343,10 +390,13 @@ def build_task_info(
     """The ``TaskInfo`` of one GoCD agent: its container, environment and labels.
 
     The task id doubles as ``AGENT_AUTO_REGISTER_HOSTNAME``, which ties the
-    GoCD agent to its task. ``shell: false`` without a value keeps the image's
-    entrypoint (``sh -c`` would become the entrypoint's arguments). No
-    ``GO_EA_*`` variable and no elastic field is ever set: those would make
-    GoCD treat the agent as an elastic one and refuse its key.
+    GoCD agent to its task, and as the container's hostname where the network
+    allows one (:func:`container_hostname`), which still ties it when GoCD
+    refuses the key and keeps the agent Pending under its machine hostname.
+    ``shell: false`` without a value keeps the image's entrypoint (``sh -c``
+    would become the entrypoint's arguments). No ``GO_EA_*`` variable and no
+    elastic field is ever set: those would make GoCD treat the agent as an
+    elastic one and refuse its key.
     """
     profile = task.profile
     env = [
@@ -394,6 +444,9 @@ def build_task_info(
         if profile.network == "user":
             # The Docker containerizer joins the user network named in the first NetworkInfo.
             container["network_infos"] = [{"name": profile.network_name}]
+    hostname = container_hostname(task)
+    if hostname is not None:
+        container["hostname"] = hostname
     if volumes:
         container["volumes"] = volumes
     return {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import pytest
 
@@ -88,7 +89,7 @@ def make(tmp_path, clock, recorder):
         bridge = MesosBridge(
             mesos=kw.pop("mesos", MESOS),
             agents=AGENTS,
-            profiles=(SMALL, LINUX),
+            profiles=kw.pop("profiles", (SMALL, LINUX)),
             state_dir=str(tmp_path),
             clock=clock,
             subscribers=(recorder,),
@@ -154,6 +155,18 @@ def test_launch_revives_packs_declines_and_suppresses(make, recorder):
     assert len(driver.named("suppressOffers")) == 2  # after registration, and now the queue is empty
     env = {v["name"]: v["value"] for v in launches[0][1][0]["command"]["environment"]["variables"]}
     assert env["AGENT_AUTO_REGISTER_HOSTNAME"] == "a1" and env["AGENT_AUTO_REGISTER_KEY"] == "key"
+
+
+def test_a_task_id_too_long_for_a_hostname_is_launched_with_a_warning(make, caplog):
+    bridge, (driver,) = make(profiles=(replace(SMALL, network="bridge"),))
+    registered(bridge)
+    long_id = "p" * 40 + "s" * 20 + "-0a1b2c3d"  # the longest id the registry makes: 69 characters
+    bridge.on_receive(LaunchAgents("small", ("short-0a1b2c3d", long_id)))
+    (warning,) = [r for r in caplog.records if r.levelname == "WARNING"]
+    assert long_id in warning.getMessage() and "63 characters" in warning.getMessage()
+    bridge.on_receive(MesosOffersReceived((offer("O1"),)))
+    ((_, infos, _),) = driver.named("launchTasks")
+    assert [i["container"].get("hostname") for i in infos] == ["short-0a1b2c3d", None]
 
 
 def test_offers_without_a_queue_are_declined(make):

@@ -16,7 +16,7 @@ from dataclasses import replace
 import pytest
 
 from actors.bridge import MesosBridge
-from actors.config import JudgeSettings
+from actors.config import JudgeSettings, Secret
 from actors.messages import FleetChanged, LaunchAgents, ScalePlan, TaskLaunched
 from tests.e2e_support import IMAGE, KEY, PREFIX, linux, make_system
 from tests.test_app import BIN
@@ -60,6 +60,29 @@ def test_a_task_launched_through_the_bridge_registers_an_enabled_agent(system, r
     )
     (agent,) = s.our_agents(state)
     assert agent["resources"] == ["linux"]
+    bridge.stop()
+
+
+@pytest.mark.parametrize("network", ["bridge", "host"])
+def test_with_a_wrong_key_the_pending_agent_still_names_its_task_or_node(system, recorder, network):
+    """A wrong auto-register key leaves the agent Pending under its machine hostname:
+    the task id on a bridge network (ContainerInfo.hostname), the node's on the host's."""
+    s = system(profiles=(linux(network=network),))
+    bridge = MesosBridge.start(
+        mesos=s.settings.mesos,
+        agents=replace(s.settings.agents, auto_register_key=Secret("not-" + KEY)),
+        profiles=s.settings.profiles,
+        state_dir=s.settings.state.dir,
+        clock=s.clock,
+        subscribers=(recorder,),
+    )
+    task_id = PREFIX + "linux-0a1b2c3d"
+    bridge.tell(LaunchAgents(profile="linux", task_ids=(task_id,)))
+    (launched,) = recorder.wait_for(TaskLaunched)
+    state = s.wait_gocd(lambda st: len(st["agents"]) == 1, what="agent pending")
+    (agent,) = state["agents"]
+    assert agent["config_state"] == "Pending"
+    assert agent["hostname"] == (task_id if network == "bridge" else launched.hostname)
     bridge.stop()
 
 

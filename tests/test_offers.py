@@ -7,10 +7,12 @@ import pytest
 from actors.config import AgentSettings, Constraint, MesosSettings, Profile, Secret, Volume
 from actors.messages import MesosAttribute, MesosOffer, MesosResource
 from actors.offers import (
+    HOSTNAME_MAX,
     LABEL_FRAMEWORK,
     LABEL_PROFILE,
     QueuedTask,
     build_task_info,
+    container_hostname,
     framework_info,
     offer_capacity,
     pack,
@@ -258,6 +260,7 @@ def test_build_task_info_docker():
     docker = info["container"]["docker"]
     assert info["container"]["type"] == "DOCKER"
     assert (docker["image"], docker["network"], docker["force_pull_image"]) == (profile.image, "BRIDGE", True)
+    assert info["container"]["hostname"] == "gocd-mesos-docker-large-1"
     assert {"key": "label", "value": "gocd-mesos.profile=docker-large"} in docker["parameters"]
     assert info["container"]["volumes"] == [
         {"container_path": "/var/run/docker.sock", "host_path": "/var/run/docker.sock", "mode": "RW"},
@@ -288,6 +291,53 @@ def test_build_task_info_user_network(containerizer):
     assert info["container"]["network_infos"] == [{"name": "ci-net"}]
     if containerizer == "docker":
         assert info["container"]["docker"]["network"] == "USER"
+
+
+@pytest.mark.parametrize(
+    ("containerizer", "network", "hostname"),
+    [
+        # Docker: every network but HOST has a UTS namespace of its own.
+        ("docker", "bridge", "gocd-mesos-linux-0a1b2c3d"),
+        ("docker", "none", "gocd-mesos-linux-0a1b2c3d"),
+        ("docker", "user", "gocd-mesos-linux-0a1b2c3d"),
+        # Mesos refuses to start a Docker container with a hostname on HOST.
+        ("docker", "host", None),
+        # Mesos containerizer: only a named CNI network gets its own namespaces.
+        ("mesos", "bridge", "gocd-mesos-linux-0a1b2c3d"),
+        ("mesos", "user", "gocd-mesos-linux-0a1b2c3d"),
+        # No network name: the host's network and UTS namespaces, hostname ignored.
+        ("mesos", "host", None),
+        ("mesos", "none", None),
+    ],
+)
+def test_the_container_hostname_is_the_task_id_where_the_network_allows_one(containerizer, network, hostname):
+    profile = Profile(
+        name="linux",
+        image="i",
+        containerizer=containerizer,
+        network=network,
+        network_name="ci-net" if network == "user" else "",
+    )
+    task = QueuedTask("gocd-mesos-linux-0a1b2c3d", profile)
+    info = build_task_info(task, agent_id="S", resources=(), agents=AGENTS, framework_name="f")
+    assert info["container"].get("hostname") == hostname == container_hostname(task)
+    # The environment names the task whatever the network.
+    env = {v["name"]: v["value"] for v in info["command"]["environment"]["variables"]}
+    assert env["AGENT_AUTO_REGISTER_HOSTNAME"] == task.task_id
+
+
+@pytest.mark.parametrize("containerizer", ["docker", "mesos"])
+def test_a_task_id_longer_than_a_hostname_is_not_cut_short_but_left_out(containerizer):
+    # The longest id the registry makes: a 40-character prefix, a 20-character
+    # slug, a dash and 8 hex digits.
+    profile = Profile(name="linux", image="i", containerizer=containerizer, network="bridge")
+    fits = QueuedTask("p" * (HOSTNAME_MAX - 9) + "-0a1b2c3d", profile)
+    longest = QueuedTask("p" * 40 + "s" * 20 + "-0a1b2c3d", profile)
+    assert len(fits.task_id) == HOSTNAME_MAX == 63 and len(longest.task_id) == 69
+    assert container_hostname(fits) == fits.task_id
+    assert container_hostname(longest) is None
+    info = build_task_info(longest, agent_id="S", resources=(), agents=AGENTS, framework_name="f")
+    assert "hostname" not in info["container"]
 
 
 def test_framework_info():

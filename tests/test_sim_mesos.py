@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import signal
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import sys
 import pytest
 import requests
 
+from actors.sim.gocd import GoCDSimulator
 from actors.sim.mesos import MesosSimulator
 from tests.mesos_client import API, FakeAgents, StreamClient, launch, task_info
 
@@ -412,6 +414,152 @@ def test_fail_next_launches(sim, client):
         s = next_status(c)
         states.setdefault(s["task_id"]["value"], []).append(s["state"])
     assert sorted(states.values()) == [["TASK_STARTING", "TASK_FAILED"], ["TASK_STARTING", "TASK_RUNNING"]]
+
+
+def docker(network: str, hostname: str | None = None, **extra) -> dict:
+    container = {"type": "DOCKER", "docker": {"image": "gocd/agent:v1", "network": network}, **extra}
+    if hostname is not None:
+        container["hostname"] = hostname
+    return container
+
+
+def mesos(networks: tuple[str, ...] = (), hostname: str | None = None) -> dict:
+    container: dict = {"type": "MESOS", "mesos": {"image": {"type": "DOCKER", "docker": {"name": "i"}}}}
+    if networks:
+        container["network_infos"] = [{"name": n} for n in networks]
+    if hostname is not None:
+        container["hostname"] = hostname
+    return container
+
+
+HEX12 = re.compile(r"[0-9a-f]{12}")
+MESOS_CONTAINER_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+@pytest.mark.parametrize(
+    ("container", "expected"),
+    [
+        # Docker on the host network: the node's hostname.
+        (docker("HOST"), "127.0.0.1"),
+        # Docker elsewhere: --hostname, else the first 12 hex digits of the container id.
+        (docker("BRIDGE", "gocd-mesos-linux-0a1b2c3d"), "gocd-mesos-linux-0a1b2c3d"),
+        (docker("BRIDGE"), HEX12),
+        (docker("NONE", "gocd-mesos-linux-0a1b2c3d"), "gocd-mesos-linux-0a1b2c3d"),
+        (docker("NONE"), HEX12),
+        (
+            docker("USER", "gocd-mesos-linux-0a1b2c3d", network_infos=[{"name": "ci"}]),
+            "gocd-mesos-linux-0a1b2c3d",
+        ),
+        (docker("USER", network_infos=[{"name": "ci"}]), HEX12),
+        # Linux's limit is 64 bytes, not a DNS label's 63.
+        (docker("BRIDGE", "h" * 64), "h" * 64),
+        # Mesos containerizer in a named CNI network: the hostname, else the Mesos container id.
+        (mesos(("mesos-bridge",), "gocd-mesos-linux-0a1b2c3d"), "gocd-mesos-linux-0a1b2c3d"),
+        (mesos(("mesos-bridge",)), MESOS_CONTAINER_ID),
+        # Without a network name it shares the node's UTS namespace; a hostname is ignored.
+        (mesos((), "gocd-mesos-linux-0a1b2c3d"), "127.0.0.1"),
+        (mesos(), "127.0.0.1"),
+    ],
+)
+def test_the_agent_gets_the_hostname_its_container_would_have(sim, client, agents, container, expected):
+    c, offers = subscribed(client)
+    o = offers[0]
+    c.call(launch(o["id"]["value"], task_info("t1", o["agent_id"]["value"], container=container)))
+    next_status(c, "TASK_STARTING")
+    next_status(c, "TASK_RUNNING")
+    agents.wait(lambda made: len(made) == 1 and made[0].started)
+    (agent,) = agents.made
+    if isinstance(expected, re.Pattern):
+        assert expected.fullmatch(agent.hostname), agent.hostname
+    else:
+        assert agent.hostname == expected
+
+
+def test_two_docker_containers_without_a_hostname_get_different_ones(sim, client, agents):
+    c, offers = subscribed(client)
+    o = offers[0]
+    agent_id = o["agent_id"]["value"]
+    c.call(
+        launch(
+            o["id"]["value"],
+            task_info("t1", agent_id, container=docker("BRIDGE")),
+            task_info("t2", agent_id, container=docker("BRIDGE")),
+        )
+    )
+    agents.wait(lambda made: len(made) == 2 and all(a.started for a in made))
+    assert agents.made[0].hostname != agents.made[1].hostname
+
+
+def test_a_docker_hostname_on_the_host_network_fails_the_task_as_the_executor_does(sim, client, agents):
+    c, offers = subscribed(client)
+    o = offers[0]
+    container = docker("HOST", "gocd-mesos-linux-0a1b2c3d")
+    c.call(launch(o["id"]["value"], task_info("t1", o["agent_id"]["value"], container=container)))
+    next_status(c, "TASK_STARTING")
+    failed = next_status(c, "TASK_FAILED")
+    assert failed["source"] == "SOURCE_EXECUTOR" and "reason" not in failed and "uuid" in failed
+    assert failed["message"] == (
+        "Failed to create docker run options: Unable to set hostname with host network mode"
+    )
+    assert agents.made == []
+
+
+def test_a_hostname_linux_cannot_take_fails_the_task(sim, client, agents):
+    c, offers = subscribed(client)
+    o = offers[0]
+    agent_id = o["agent_id"]["value"]
+    too_long = "h" * 65
+    c.call(launch(o["id"]["value"], task_info("t1", agent_id, container=docker("BRIDGE", too_long))))
+    next_status(c, "TASK_STARTING")
+    failed = next_status(c, "TASK_FAILED")
+    assert (failed["source"], failed["message"]) == ("SOURCE_EXECUTOR", "Container exited with status 125")
+    assert "reason" not in failed
+    # The Mesos containerizer fails it before any executor runs: no TASK_STARTING.
+    c.call(
+        launch(
+            offers[1]["id"]["value"],
+            task_info("t2", offers[1]["agent_id"]["value"], container=mesos(("mesos-bridge",), too_long)),
+        )
+    )
+    failed = next_status(c, "TASK_FAILED")
+    assert (failed["source"], failed["reason"]) == ("SOURCE_AGENT", "REASON_CONTAINER_LAUNCH_FAILED")
+    assert failed["message"].startswith("Failed to launch container: ") and too_long in failed["message"]
+    assert agents.made == []
+
+
+@pytest.mark.parametrize(
+    ("container", "pending_as"),
+    [
+        (docker("BRIDGE", "gocd-mesos-linux-0a1b2c3d"), "gocd-mesos-linux-0a1b2c3d"),
+        (docker("HOST"), "127.0.0.1"),
+        (docker("BRIDGE"), HEX12),
+    ],
+)
+def test_with_a_wrong_key_the_pending_agent_carries_the_machine_hostname(clock, container, pending_as):
+    with (
+        GoCDSimulator(clock=clock, auto_register_key="right-key") as gocd,
+        MesosSimulator(clock=clock, agents=1) as sim,
+    ):
+        c = StreamClient(sim.leader_url)
+        try:
+            c.next("SUBSCRIBED")
+            (o,) = c.next("OFFERS")["offers"]["offers"]
+            info = task_info("gocd-mesos-linux-0a1b2c3d", o["agent_id"]["value"], container=container)
+            info["command"]["environment"]["variables"] = [
+                {"name": "GO_SERVER_URL", "value": gocd.url},
+                {"name": "AGENT_AUTO_REGISTER_KEY", "value": "wrong-key"},
+                {"name": "AGENT_AUTO_REGISTER_HOSTNAME", "value": "gocd-mesos-linux-0a1b2c3d"},
+            ]
+            c.call(launch(o["id"]["value"], info))
+            assert gocd.wait_for(lambda st: len(st["agents"]) == 1, timeout=10), gocd.state()
+            (agent,) = gocd.state()["agents"]
+        finally:
+            c.close()
+    assert agent["config_state"] == "Pending"
+    if isinstance(pending_as, re.Pattern):
+        assert pending_as.fullmatch(agent["hostname"]), agent["hostname"]
+    else:
+        assert agent["hostname"] == pending_as
 
 
 def test_losing_an_agent_node(sim, client, agents):

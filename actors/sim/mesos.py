@@ -15,9 +15,15 @@ reconciliation, kills and framework failover.
 A launched task runs a simulated GoCD agent: the task's environment goes to
 ``agent_factory(env, hostname, clock)`` (by default
 :meth:`actors.sim.gocd_agent.SimAgent.from_environment`), whose object is
-started on TASK_RUNNING and stopped when the task is killed. A task without a
-valid ``GO_SERVER_URL`` "exits" with TASK_FAILED, as the image's entrypoint
-would. Tasks never finish by themselves.
+started on TASK_RUNNING and stopped when the task is killed. ``hostname`` is
+the machine hostname the container would have: ``ContainerInfo.hostname``
+where its network gives it a UTS namespace of its own (Docker BRIDGE, NONE,
+USER; Mesos containerizer in a named CNI network), else the Docker runtime's
+12-hex-digit container id prefix or the Mesos container id; the node's
+hostname with host networking. A Docker task that sets a hostname on the HOST
+network fails as the Docker executor makes it fail. A task without a valid
+``GO_SERVER_URL`` "exits" with TASK_FAILED, as the image's entrypoint would.
+Tasks never finish by themselves.
 
 Faults (``POST /_sim/faults`` with ``{"kind": ...}`` or :meth:`inject_fault`):
 
@@ -41,7 +47,10 @@ Observation: ``GET /master/state`` (a subset of Mesos's) and ``GET /version``.
 Standalone: ``python -m actors.sim.mesos --port 5050 --agents 3``.
 
 Known simplifications: JSON only (protobuf bodies get 415), one role per
-framework, no reservations, no executors of our own, no operator API.
+framework, no reservations, no executors of our own, no operator API. A
+node's machine hostname is its Mesos hostname; a real agent advertises its
+``--hostname``, else the reverse-DNS name of its IP (src/slave/slave.cpp),
+which may be longer than (or differ from) what gethostname() answers there.
 """
 
 from __future__ import annotations
@@ -84,6 +93,8 @@ DEFAULT_REFUSE = 5.0
 MAX_REFUSE = 365 * 86400.0
 #: Cap of the status update retry interval, seconds (src/slave/constants.hpp).
 STATUS_RETRY_MAX = 600.0
+#: Longest hostname sethostname(2) takes: Linux HOST_NAME_MAX, bytes.
+HOST_NAME_MAX = 64
 
 TERMINAL = frozenset(
     {
@@ -386,6 +397,16 @@ class _Node:
         self.reachable = True
 
 
+def _docker_network(container: Mapping[str, Any]) -> str:
+    """DockerInfo.network; HOST when unset, as on Linux (src/docker/docker.cpp)."""
+    return str(container.get("docker", {}).get("network", "HOST"))
+
+
+def _cni_networks(container: Mapping[str, Any]) -> list[str]:
+    """The named networks a Mesos-containerizer container joins (the CNI isolator's)."""
+    return [str(n["name"]) for n in container.get("network_infos", []) if n.get("name")]
+
+
 class _Task:
     def __init__(self, framework_id: str, node: _Node, info: dict[str, Any], resources: _Res) -> None:
         self.id: str = info["task_id"]["value"]
@@ -404,6 +425,8 @@ class _Task:
         self.fail_launch: str | None = None
         self.launch_delay = 0.0
         self.container_id = str(uuid.uuid4())
+        #: The Docker daemon's id of the container (64 hex digits), Docker containerizer only.
+        self.docker_id = uuid.uuid4().hex + uuid.uuid4().hex
         self.unreachable = False
 
     @property
@@ -419,6 +442,59 @@ class _Task:
         if container.get("type") == "MESOS":
             return str(container.get("mesos", {}).get("image", {}).get("docker", {}).get("name", ""))
         return str(container.get("docker", {}).get("image", ""))
+
+    def machine_hostname(self) -> str:
+        """What gethostname() answers inside the task's container.
+
+        Docker (moby daemon/container.go, where the daemon creates the
+        container): ``--hostname`` if given, else the node's hostname on the
+        host network and the first 12 hex digits of the container id on any
+        other. Mesos containerizer (apache/mesos src/slave/containerizer/mesos/
+        isolators/network/cni/cni.cpp, ``prepare`` and ``_isolate``): in a named
+        CNI network ``ContainerInfo.hostname``, else the Mesos container id;
+        without a named network the container shares the node's UTS namespace
+        and a hostname is ignored.
+        """
+        container = self.info.get("container", {})
+        hostname = str(container.get("hostname", ""))
+        if container.get("type") == "DOCKER":
+            if _docker_network(container) == "HOST":
+                return self.node.hostname
+            return hostname or self.docker_id[:12]
+        if _cni_networks(container):
+            return hostname or self.container_id
+        return self.node.hostname
+
+    def hostname_failure(self) -> tuple[str, str | None, str] | None:
+        """(source, reason, message) of the TASK_FAILED a hostname the container cannot take
+        ends in, or None."""
+        container = self.info.get("container", {})
+        hostname = str(container.get("hostname", ""))
+        if not hostname:
+            return None
+        if container.get("type") == "DOCKER":
+            if _docker_network(container) == "HOST":
+                # src/docker/docker.cpp Docker::RunOptions::create refuses; the Docker
+                # executor sends it with no reason (src/docker/executor.cpp launchTask).
+                return (
+                    "SOURCE_EXECUTOR",
+                    None,
+                    "Failed to create docker run options: Unable to set hostname with host network mode",
+                )
+            if len(hostname.encode()) > HOST_NAME_MAX:
+                # The daemon refuses it (or runc's sethostname fails with EINVAL): `docker run`
+                # exits 125 and the executor reports that exit (executor.cpp _reaped).
+                return ("SOURCE_EXECUTOR", None, "Container exited with status 125")
+        elif _cni_networks(container) and len(hostname.encode()) > HOST_NAME_MAX:
+            # The CNI isolator's setup helper fails sethostname, so the launch does
+            # (cni.cpp; src/slave/slave.cpp executorLaunched): reported by the agent.
+            return (
+                "SOURCE_AGENT",
+                "REASON_CONTAINER_LAUNCH_FAILED",
+                "Failed to launch container: Failed to setup hostname and network files: "
+                f"Failed to set the hostname of the container to '{hostname}': Invalid argument",
+            )
+        return None
 
     def model(self) -> dict[str, Any]:
         labels = self.info.get("labels", {}).get("labels", [])
@@ -1100,9 +1176,18 @@ class MesosSimulator:
         with self._lock:
             if task.killed or task.terminal or not self._running:
                 return
+            # The image comes first: a pull failure hides a hostname problem.
+            failure = task.hostname_failure() if task.fail_launch is None else None
+            if failure is not None and failure[0] == "SOURCE_AGENT":
+                # The container never ran its executor: no TASK_STARTING.
+                self._agent_update(task, "TASK_FAILED", failure[1], failure[2], source=failure[0])
+                return
             self._agent_update(task, "TASK_STARTING")
             if task.fail_launch is not None:
                 self._agent_update(task, "TASK_FAILED", "REASON_CONTAINER_LAUNCH_FAILED", task.fail_launch)
+                return
+            if failure is not None:
+                self._agent_update(task, "TASK_FAILED", failure[1], failure[2], source=failure[0])
                 return
             delay = task.launch_delay
         if delay > 0:
@@ -1118,7 +1203,7 @@ class MesosSimulator:
             if task.killed or task.terminal or not self._running:
                 return
             env = task.env()
-            hostname = task.node.hostname
+            hostname = task.machine_hostname()
         agent = None
         error = None
         if not _valid_go_server_url(env.get("GO_SERVER_URL", "")):
