@@ -46,6 +46,7 @@ from actors.messages import (
     AgentDeleteRefused,
     AgentDisabled,
     AgentEnabled,
+    AgentJobHistory,
     AgentNotFound,
     AgentRead,
     BacklogSnapshot,
@@ -66,6 +67,7 @@ from actors.messages import (
     Peers,
     ProfileBackoff,
     ReadAgent,
+    ReadJobHistory,
     ReconcileTasks,
     ScalePlan,
     Subscribe,
@@ -146,6 +148,8 @@ class Record:
     change_failures: int = 0
     #: Clock time before which a failed change is not retried.
     retry_at: float = 0.0
+    #: Clock time its GoCD job history was last asked for (``max_jobs`` profiles); 0 if never.
+    history_asked_at: float = 0.0
 
     def view(self) -> FleetAgent:
         return FleetAgent(
@@ -368,6 +372,8 @@ class AgentRegistry(BaseActor):
             self._on_delete_refused(message)
         elif isinstance(message, AgentNotFound):
             self._on_not_found(message)
+        elif isinstance(message, AgentJobHistory):
+            self._on_job_history(message)
         elif isinstance(message, AgentChangeFailed):
             self._on_change_failed(message)
         elif isinstance(message, Peers):
@@ -679,6 +685,7 @@ class AgentRegistry(BaseActor):
                 seen = by_uuid.get(record.agent_uuid)
             if seen is not None:
                 self._observe(record, seen, backlog.fetched_at)
+                self._ask_job_history(record, now)
             self._check_timers(record, seen, backlog.fetched_at, now)
         self._clean_orphan_agents(backlog, by_host, now)
         self._decide()
@@ -818,6 +825,50 @@ class AgentRegistry(BaseActor):
         elif agent.config_state == "Enabled" and record.state != "idle":
             record.idle_since = fetched_at
             self._set(record, "idle")
+
+    def _ask_job_history(self, record: Record, now: float) -> None:
+        """Ask GoCD how many jobs an agent of a ``max_jobs`` profile has finished.
+
+        A poll sees an agent building only if its job outlives the poll interval;
+        GoCD's job history for the agent counts every job, short ones included.
+        """
+        if (
+            self._dry_run
+            or not self._has_max_jobs(record)
+            or record.retiring
+            or record.state not in WORKING_STATES
+            or record.agent_uuid is None
+            or now < record.retry_at
+            or (record.history_asked_at and now - record.history_asked_at < self._retry_after)
+        ):
+            return
+        # Asked again at every poll once answered; after retry_after when the answer was lost.
+        record.history_asked_at = now
+        self._ask_poller(ReadJobHistory(uuid=record.agent_uuid), f"read the job history of {record.task_id}")
+
+    def _has_max_jobs(self, record: Record) -> bool:
+        profile = self._profiles.get(record.profile)
+        return profile is not None and profile.max_jobs > 0
+
+    def _on_job_history(self, message: AgentJobHistory) -> None:
+        record = self._record_by_uuid(message.uuid)
+        if record is None:
+            return
+        record.history_asked_at = 0.0
+        record.change_failures, record.retry_at = 0, 0.0
+        if message.completed > record.jobs_done:
+            logger.debug(
+                "Agent %s finished %d job(s), %d of them unseen by polls",
+                record.task_id,
+                message.completed,
+                message.completed - record.jobs_done,
+            )
+            record.jobs_done = message.completed
+            self._healthy(record.profile, f"agent {record.task_id} ran a job")
+        self._mark()
+        if self._used_up(record) and not record.retiring and record.state in WORKING_STATES:
+            # Its last job is done or under way: disable it now, not at the next plan.
+            self._start_drain(record, "retired")
 
     def _check_timers(self, record: Record, agent: GoAgent | None, fetched_at: float, now: float) -> None:
         age = now - record.state_since
@@ -975,6 +1026,8 @@ class AgentRegistry(BaseActor):
         record.retry_at = self._clock.now() + delay
         if message.action == "enable":
             record.enable_sent = False  # the next snapshot that shows it Pending asks again
+        elif message.action == "history":
+            record.history_asked_at = 0.0
         self._mark()
         logger.warning(
             "GoCD %s of agent %s failed: %s; retrying in %.0fs",
@@ -1006,6 +1059,9 @@ class AgentRegistry(BaseActor):
     def _on_not_found(self, message: AgentNotFound) -> None:
         record = self._record_by_uuid(message.uuid)
         if record is None:
+            return
+        if message.action == "history":
+            record.history_asked_at = 0.0
             return
         if message.action == "delete" or record.state == "deleting":
             self._set(record, "gone")

@@ -15,7 +15,7 @@ from dataclasses import replace
 import pytest
 
 from actors.config import JudgeSettings, Secret
-from actors.messages import FleetChanged, ScalePlan, TaskLaunched
+from actors.messages import BacklogSnapshot, FleetChanged, ScalePlan, TaskLaunched
 from tests.e2e_support import IMAGE, linux, make_system
 
 
@@ -120,3 +120,38 @@ def test_a_crash_looping_image_probes_with_one_agent_and_recovers_once_fixed(sys
     s.mesos.inject_fault("fail_image", count=0)
     s.wait_gocd(lambda st: len(completed(st)) == 5, timeout=60, what="all jobs completed once fixed")
     assert s.events.of(FleetChanged)[-1].fleet.backoff == ()
+
+
+def test_max_jobs_counts_short_jobs_and_retires_the_agent_at_the_next_poll(system):
+    """What max_jobs guarantees without push: GoCD's job history counts every job, however
+    short, and the poll after an agent's last job disables it (the poll before may not have
+    seen it building). Jobs it takes between those two polls are the window that remains."""
+    s = system(profiles=(linux(max=2, max_jobs=1, idle_timeout=600),))
+    locators = s.gocd.schedule_jobs("app", count=6, resources=["linux"], duration_s=0.3)
+    s.start_daemon()
+    state = s.wait_gocd(lambda st: len(completed(st)) == 6, timeout=90, what="all jobs completed")
+    assert {j["locator"] for j in completed(state)} == set(locators)
+    last = max(j["completed_at"] for j in completed(state))
+    s.events.wait_until(
+        lambda ms: sum(1 for m in ms if isinstance(m, BacklogSnapshot) and m.fetched_at >= last) >= 2,
+        what="two polls after the last job",
+    )
+    snapshots = s.events.of(BacklogSnapshot)
+    for uuid in {j["agent_uuid"] for j in completed(state)}:
+        first = min(j["completed_at"] for j in completed(state) if j["agent_uuid"] == uuid)
+        after = [snap for snap in snapshots if snap.fetched_at >= first]
+        # The first poll after its first job may still see it Enabled; by the next one it is
+        # disabled (or already gone), and it took no job after that.
+        assert len(after) >= 2, "the daemon kept polling"
+        seen = {a.uuid: a for a in after[1].agents}
+        assert uuid not in seen or seen[uuid].config_state == "Disabled", f"agent {uuid} still enabled"
+        assert all(j["assigned_at"] <= after[1].fetched_at for j in state["jobs"] if j["agent_uuid"] == uuid)
+    # Every agent it counted ran exactly the jobs GoCD says, short ones included.
+    counted: dict[str, int] = {}
+    for change in s.events.of(FleetChanged):
+        for a in change.fleet.agents:
+            if a.agent_uuid:
+                counted[a.agent_uuid] = max(counted.get(a.agent_uuid, 0), a.jobs_done)
+    for uuid, jobs in counted.items():
+        assert jobs <= sum(1 for j in state["jobs"] if j["agent_uuid"] == uuid)
+        assert jobs >= 1 or not any(j["agent_uuid"] == uuid for j in state["jobs"])

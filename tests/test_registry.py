@@ -14,6 +14,7 @@ from actors.messages import (
     AgentDeleted,
     AgentDeleteRefused,
     AgentDisabled,
+    AgentJobHistory,
     AgentNotFound,
     AgentRead,
     BacklogSnapshot,
@@ -30,6 +31,7 @@ from actors.messages import (
     LaunchAgents,
     Peers,
     ReadAgent,
+    ReadJobHistory,
     ReconcileTasks,
     ScalePlan,
     Subscribe,
@@ -591,3 +593,32 @@ def test_mesos_disconnects_and_errors_are_handled(h, caplog):
         h.send(FrameworkDisconnected(since=h.clock.now()))
         h.send(FrameworkError("boom"))
     assert "does not handle" not in caplog.text
+
+
+def test_max_jobs_counts_jobs_from_gocd_history_not_from_sampling(h):
+    (t,) = h.launch("once")
+    h.task(t, "TASK_RUNNING", profile="once")
+    h.snapshot(agent(t))
+    # Polls only ever saw it idle, but it ran a short job in between: GoCD's history says so.
+    assert h.poller.of(ReadJobHistory) == [ReadJobHistory(uuid=f"uuid-{t}")]
+    h.send(AgentJobHistory(uuid=f"uuid-{t}", completed=1, fetched_at=h.clock.now()))
+    assert h.registry.fleet().agents[0].jobs_done == 1
+    assert h.poller.of(DisableAgent) == [DisableAgent(uuid=f"uuid-{t}")]
+    assert h.states()[t] == "draining"
+
+
+def test_job_history_is_read_once_per_poll_and_only_for_max_jobs_profiles(h):
+    (once,) = h.launch("once")
+    (linux,) = h.launch("linux")
+    for t, p in ((once, "once"), (linux, "linux")):
+        h.task(t, "TASK_RUNNING", profile=p)
+    h.snapshot(agent(once), agent(linux))
+    h.snapshot(agent(once), agent(linux))  # the first read is not answered yet
+    assert h.poller.of(ReadJobHistory) == [ReadJobHistory(uuid=f"uuid-{once}")]
+    h.send(AgentJobHistory(uuid=f"uuid-{once}", completed=0, fetched_at=h.clock.now()))
+    h.snapshot(agent(once), agent(linux))
+    assert len(h.poller.of(ReadJobHistory)) == 2
+    # A lost answer is asked again after a while.
+    h.clock.advance(21)
+    h.snapshot(agent(once), agent(linux))
+    assert len(h.poller.of(ReadJobHistory)) == 3
