@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, fields
@@ -235,6 +236,19 @@ def _parse_record(index: int, raw: Any) -> Record:
     if not values["task_id"] or values["state"] not in ALL_STATES:
         raise ValueError(f"record {index} has a bad task_id or state")
     return Record(**values)
+
+
+def _host_key(hostname: str) -> str:
+    """What a machine's hostname and the name Mesos offers it under have in common: the
+    first label of a name, lower-cased (``node7`` and ``Node7.example.com`` are one host),
+    or the whole of an IP address."""
+    name = hostname.strip().lower().rstrip(".")
+    if _IP_RE.fullmatch(name) or ":" in name:
+        return name
+    return name.split(".", 1)[0]
+
+
+_IP_RE = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
 
 
 def _doubling(attempts: int, initial: float, ceiling: float) -> float:
@@ -725,13 +739,13 @@ class AgentRegistry(BaseActor):
                 and agent.uuid not in known
                 and agent.hostname not in self._records
             ):
-                pending.setdefault(agent.hostname, []).append(agent)
+                pending.setdefault(_host_key(agent.hostname), []).append(agent)
         if not pending:
             return
         waiting: dict[str, list[Record]] = {}
         for record in self._records.values():
             if record.state in LAUNCH_STATES and record.agent_uuid is None and record.node:
-                waiting.setdefault(record.node, []).append(record)
+                waiting.setdefault(_host_key(record.node), []).append(record)
         for node, records in waiting.items():
             agents = pending.get(node, [])
             if len(records) == 1 and len(agents) == 1:

@@ -622,3 +622,17 @@ def test_job_history_is_read_once_per_poll_and_only_for_max_jobs_profiles(h):
     h.clock.advance(21)
     h.snapshot(agent(once), agent(linux))
     assert len(h.poller.of(ReadJobHistory)) == 3
+
+
+def test_a_pending_agent_is_tied_when_its_hostname_is_the_nodes_long_or_short_name(h):
+    (t,) = h.launch()
+    h.send(TaskLaunched(task_id=t, profile="linux", agent_id="S1", hostname="Node1.example.com"))
+    h.snapshot(agent("node1", "Unknown", config="Pending", uuid="uuid-p1"))
+    assert [m.uuid for m in h.poller.of(EnableAgent)] == ["uuid-p1"]
+
+
+def test_pending_agents_on_other_hosts_are_not_ours(h):
+    (t,) = h.launch()
+    h.send(TaskLaunched(task_id=t, profile="linux", agent_id="S1", hostname="10.0.0.1"))
+    h.snapshot(agent("10.0.0.2", "Unknown", config="Pending"), agent("node9", "Unknown", config="Pending"))
+    assert h.poller.of(EnableAgent) == []
