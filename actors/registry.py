@@ -19,12 +19,14 @@ into a per-profile crash-loop backoff, and persists everything under
 cannot account for and launches nothing twice.
 
 Accepts: ``Peers``, ``BacklogSnapshot``, ``GoCDUnavailable``, ``ScalePlan``,
-``TaskLaunched``, ``TaskUpdate``, ``FrameworkRegistered``, the poller's agent
-outcomes (``AgentEnabled``, ``AgentDisabled``, ``AgentRead``, ``AgentDeleted``,
-``AgentDeleteRefused``, ``AgentNotFound``, ``AgentChangeFailed``), ``Subscribe``.
+``TaskLaunched``, ``TaskUpdate``, ``FrameworkRegistered``, ``FrameworkDisconnected``,
+``FrameworkError``, the poller's agent outcomes (``AgentEnabled``, ``AgentDisabled``,
+``AgentRead``, ``AgentJobHistory``, ``AgentDeleted``, ``AgentDeleteRefused``,
+``AgentNotFound``, ``AgentChangeFailed``), ``Subscribe``.
 Sends: ``Decide`` to the judge; ``LaunchAgents``, ``KillAgent``,
 ``ReconcileTasks`` to the bridge; ``EnableAgent``, ``DisableAgent``,
-``ReadAgent``, ``DeleteAgent`` to the poller; ``FleetChanged`` to subscribers.
+``ReadAgent``, ``ReadJobHistory``, ``DeleteAgent`` to the poller; ``FleetChanged``
+to subscribers.
 """
 
 from __future__ import annotations
