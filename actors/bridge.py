@@ -114,11 +114,8 @@ class MesosBridge(BaseActor):
         self._start_driver()
 
     def on_stop(self) -> None:
+        # Also run by BaseActor.on_failure after a crash, once the death is reported.
         self._stop_driver()
-
-    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
-        self._stop_driver()
-        super().on_failure(exception_type, exception_value, traceback)
 
     def _start_driver(self) -> None:
         framework = offers.framework_info(self._mesos, self._framework_id)

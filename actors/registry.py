@@ -199,11 +199,8 @@ class AgentRegistry(BaseActor):
         self._load()
 
     def on_stop(self) -> None:
+        # Also run by BaseActor.on_failure after a crash, once the death is reported.
         self._save()
-
-    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
-        self._save()
-        super().on_failure(exception_type, exception_value, traceback)
 
     def _load(self) -> None:
         try:
@@ -248,7 +245,11 @@ class AgentRegistry(BaseActor):
             "records": [asdict(r) for r in self._records.values()],
             "backoff": {name: {"failures": b.failures} for name, b in self._backoff.items() if b.failures},
         }
-        state.write_json(self._path, data)
+        try:
+            state.write_json(self._path, data)
+        except OSError as e:
+            directory = os.path.dirname(self._path)
+            raise OSError(f"[state] dir {directory} is not writable: {e.strerror or e} ({FLEET_FILE})") from e
         self._dirty = False
 
     # --- dispatch -----------------------------------------------------------

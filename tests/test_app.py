@@ -143,6 +143,32 @@ def test_a_crashed_actor_stops_the_daemon_with_status_1():
     assert "stop b" in log
 
 
+class StopFails(Recorder):
+    """Its release (on_stop) raises, like a registry whose state dir is gone."""
+
+    def on_stop(self):
+        super().on_stop()
+        raise OSError("state dir gone")
+
+
+def test_a_crash_is_reported_first_then_released_whatever_the_release_raises():
+    """BaseActor.on_failure, called as pykka calls it, without a thread."""
+    log: list[str] = []
+    reasons: list[str] = []
+
+    def hook(reason):
+        log.append("hook")
+        reasons.append(reason)
+
+    actor = StopFails("a", log, stop_hook=hook)
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        actor.on_failure(*sys.exc_info())  # must not raise
+    assert log == ["hook", "stop a"]  # reported, then released as on_stop does
+    assert reasons == ["StopFails crashed: boom"]
+
+
 def test_failed_start_stops_the_ones_already_started():
     log: list[str] = []
 

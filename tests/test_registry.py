@@ -334,3 +334,27 @@ def test_broken_state_file_is_kept_aside(clock, tmp_path, caplog):
     h = Harness(clock, tmp_path)
     assert h.states() == {}
     assert (tmp_path / "fleet.json.broken").exists()
+
+
+def test_a_crash_is_reported_even_when_the_state_dir_became_unwritable(clock, tmp_path):
+    """The release in on_failure saves the fleet, which fails again: the death is reported anyway."""
+    state_dir = tmp_path / "state"
+    reasons: list[str] = []
+    registry = AgentRegistry(
+        agents=AGENTS,
+        profiles=(LINUX,),
+        judge_settings=JUDGE,
+        state_dir=str(state_dir),
+        clock=clock,
+        stop_hook=reasons.append,
+    )
+    registry.on_start()
+    registry.on_receive(Peers(judge=RecordingRef(), bridge=RecordingRef(), poller=RecordingRef()))
+    registry.on_receive(ScalePlan(decided_at=clock.now(), launches=(("linux", 1),)))
+    state_dir.rename(tmp_path / "state.moved")
+    state_dir.touch()
+    with pytest.raises(OSError) as info:
+        registry.on_receive(ScalePlan(decided_at=clock.now(), launches=(("linux", 1),)))
+    assert str(info.value).startswith(f"[state] dir {state_dir} is not writable: ")
+    registry.on_failure(info.type, info.value, info.tb)  # as pykka calls it; must not raise
+    assert reasons == [f"AgentRegistry crashed: {info.value}"]
