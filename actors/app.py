@@ -57,7 +57,7 @@ class Runtime:
     settings: config.Settings
     #: The clock every timer goes through.
     clock: Clock
-    #: Decide and log, but never launch, kill or change an agent.
+    #: Decide and log, but never launch, kill or change an agent, write the state dir or subscribe to Mesos.
     dry_run: bool
     #: Called with a reason when an actor dies; stops the daemon.
     stop_hook: Callable[[str], None]
@@ -271,7 +271,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="decide and log, but never launch, kill or change an agent",
+        help="decide and log, but never launch, kill or change an agent, write the state dir "
+        "or connect to Mesos",
     )
     parser.add_argument(
         "--log-level",
@@ -343,18 +344,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    try:
-        os.makedirs(settings.state.dir, exist_ok=True)
-        probe = os.path.join(settings.state.dir, ".write-test")
-        with open(probe, "w", encoding="utf-8"):
-            pass
-        os.unlink(probe)
-    except OSError as e:
-        logger.error("[state] dir %s is not writable: %s", settings.state.dir, e.strerror or e)
-        return 1
-    runtime = Runtime(settings=settings, clock=RealClock(), dry_run=args.dry_run, stop_hook=stop_hook)
     if args.dry_run:
-        logger.info("Dry run: decisions are logged, nothing is launched, killed or changed")
+        # The state dir may be a running daemon's: a dry run only reads it.
+        logger.info("Dry run: decisions are logged; nothing is launched, killed, changed or saved")
+    else:
+        try:
+            os.makedirs(settings.state.dir, exist_ok=True)
+            probe = os.path.join(settings.state.dir, ".write-test")
+            with open(probe, "w", encoding="utf-8"):
+                pass
+            os.unlink(probe)
+        except OSError as e:
+            logger.error("[state] dir %s is not writable: %s", settings.state.dir, e.strerror or e)
+            return 1
+    runtime = Runtime(settings=settings, clock=RealClock(), dry_run=args.dry_run, stop_hook=stop_hook)
     try:
         specs = build_actors(runtime)
     except GocdMesosError as e:

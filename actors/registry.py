@@ -206,6 +206,9 @@ class AgentRegistry(BaseActor):
         try:
             data = state.read_json(self._path, default=None)
         except ValueError as e:
+            if self._dry_run:
+                logger.error("Fleet state %s is not JSON (%s); dry run: starting empty", self._path, e)
+                return
             # Keep the unreadable file for a human; start empty rather than guess.
             broken = f"{self._path}.broken"
             os.replace(self._path, broken)
@@ -238,7 +241,8 @@ class AgentRegistry(BaseActor):
         logger.info("Loaded %d agent record(s) from %s", len(self._records), self._path)
 
     def _save(self) -> None:
-        if not self._dirty:
+        # A dry run reads the fleet but never writes it: a daemon may run on this state dir.
+        if self._dry_run or not self._dirty:
             return
         data = {
             "version": FLEET_VERSION,

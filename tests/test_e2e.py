@@ -22,13 +22,15 @@ from actors.bridge import MesosBridge
 from actors.config import JudgeSettings
 from actors.messages import (
     FleetChanged,
+    FrameworkDisconnected,
+    FrameworkError,
     FrameworkRegistered,
     LaunchAgents,
     ScalePlan,
     Subscribe,
     TaskLaunched,
 )
-from tests.e2e_support import IMAGE, KEY, PREFIX, linux, make_system
+from tests.e2e_support import IMAGE, KEY, PREFIX, System, linux, make_system
 from tests.test_app import BIN
 
 
@@ -285,6 +287,65 @@ def test_daemon_exits_1_when_its_state_dir_becomes_unwritable(tmp_path):
     last_error = [line for line in lines if " ERROR " in line][-1]
     assert " actors.app " in last_error, "".join(lines)
     assert f"Stopped because AgentRegistry crashed: [state] dir {state_dir} is not writable" in last_error
+
+
+def test_dry_run_beside_a_running_daemon_changes_nothing(system, caplog):
+    """``--dry-run`` with the production config and state dir while production runs."""
+    s = system(profiles=(linux(max=2),))
+    s.gocd.schedule_jobs("app", count=2, resources=["linux"], duration_s=100_000)
+    s.start_daemon()
+    s.events.wait_until(
+        lambda ms: any(
+            isinstance(m, FleetChanged) and [a.state for a in m.fleet.agents] == ["building", "building"]
+            for m in ms
+        ),
+        timeout=60,
+        what="two busy agents",
+    )
+    # One more job: production is at max, the dry run has something to decide about.
+    s.gocd.schedule_jobs("app", count=1, resources=["linux"], duration_s=10)
+    state_dir = Path(s.settings.state.dir)
+    files = {p.name: p.read_bytes() for p in state_dir.iterdir()}
+    assert set(files) == {"fleet.json", "framework_id"}
+    (framework,) = s.mesos.state()["frameworks"]
+    tasks = {t["id"] for t in s.running_tasks()}
+    agents = s.our_agents()
+    assert len(tasks) == len(agents) == 2
+
+    dry = System(clock=s.clock, gocd=s.gocd, mesos=s.mesos, settings=s.settings)
+    try:
+        with caplog.at_level(logging.INFO):
+            dry.start_daemon(dry_run=True)
+            dry.events.wait_until(
+                lambda ms: len([m for m in ms if isinstance(m, ScalePlan)]) >= 3, what="three dry-run plans"
+            )
+        dry.stop_daemon()
+    finally:
+        dry.stop_daemon()
+    assert dry.status == [0]
+    assert dry.events.of(FrameworkRegistered) == [], "the dry run subscribed to Mesos"
+    assert any(
+        r.name == "actors.bridge"
+        and r.levelname == "INFO"
+        and "Dry run: not connecting to Mesos" in r.getMessage()
+        for r in caplog.records
+    )
+    plans = dry.events.of(ScalePlan)
+    assert all(not p.launches and not p.drains for p in plans)
+    assert "capped-at-max" in {r.reason for p in plans for r in p.reasons}
+
+    # Production never noticed: never failed over, disconnected or stopped.
+    assert s.thread is not None and s.thread.is_alive() and s.status == [] and s.failure == []
+    assert len(s.events.of(FrameworkRegistered)) == 1
+    assert s.events.of(FrameworkError) == [] and s.events.of(FrameworkDisconnected) == []
+    mesos = s.mesos.state()
+    (still,) = mesos["frameworks"]
+    assert (still["id"], still["connected"]) == (framework["id"], True)
+    assert mesos["completed_frameworks"] == []
+    assert {t["id"] for t in s.running_tasks()} == tasks
+    assert s.our_agents() == agents
+    # Nothing written to the state dir: same files, same bytes.
+    assert {p.name: p.read_bytes() for p in state_dir.iterdir()} == files
 
 
 def test_restart_adopts_running_agents_without_relaunching(system):

@@ -358,3 +358,29 @@ def test_a_crash_is_reported_even_when_the_state_dir_became_unwritable(clock, tm
     assert str(info.value).startswith(f"[state] dir {state_dir} is not writable: ")
     registry.on_failure(info.type, info.value, info.tb)  # as pykka calls it; must not raise
     assert reasons == [f"AgentRegistry crashed: {info.value}"]
+
+
+def test_dry_run_writes_nothing_to_the_state_dir(clock, tmp_path):
+    """It reads fleet.json to know the fleet, and never writes it, nor moves a broken one aside."""
+    production = Harness(clock, tmp_path)
+    (task_id,) = production.launch()
+    production.task(task_id, "TASK_RUNNING")
+    production.registry.on_stop()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert set(before) == {"fleet.json"}
+
+    h = Harness(clock, tmp_path, dry_run=True)
+    assert h.states() == {task_id: "running"}
+    h.task("gocd-mesos-linux-adopted", "TASK_RUNNING")  # an unknown task of ours: adopted
+    h.snapshot(agent(task_id))  # registered, idle
+    h.plan(launches=[("linux", 2)], drains=[task_id])
+    assert h.states() == {task_id: "idle", "gocd-mesos-linux-adopted": "running"}
+    h.registry.on_stop()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+    (tmp_path / "fleet.json").write_text("{not json")
+    h = Harness(clock, tmp_path, dry_run=True)
+    h.registry.on_stop()
+    assert h.states() == {}
+    assert [p.name for p in tmp_path.iterdir()] == ["fleet.json"]
+    assert (tmp_path / "fleet.json").read_text() == "{not json"
