@@ -362,7 +362,8 @@ class AgentRegistry(BaseActor):
         if count <= 0:
             return
         if self._dry_run:
-            logger.info("Dry run: would launch %d agent(s) for profile %s", count, profile)
+            # The judge has logged "Dry run: would launch ..." with the whole plan.
+            logger.debug("Dry run: no records for %d agent(s) of profile %s", count, profile)
             return
         now = self._clock.now()
         task_ids = tuple(self._new_task_id(profile) for _ in range(count))

@@ -196,13 +196,22 @@ def test_gocd_outage_stops_scale_down_until_it_is_over(system):
     )
 
 
-def test_dry_run_decides_but_changes_nothing(system):
+def test_dry_run_decides_but_changes_nothing(system, caplog):
     s = system()
     s.gocd.schedule_jobs("app", count=2, resources=["linux"], duration_s=5)
-    s.start_daemon(dry_run=True)
-    s.events.wait_until(lambda ms: any(isinstance(m, ScalePlan) and m.launches for m in ms), what="a plan")
+    with caplog.at_level(logging.INFO):
+        s.start_daemon(dry_run=True)
+        s.events.wait_until(
+            lambda ms: len([m for m in ms if isinstance(m, ScalePlan) and m.launches]) >= 2, what="two plans"
+        )
+        s.stop_daemon()
     assert any(p.launches == (("linux", 2),) for p in s.events.of(ScalePlan))
     assert s.all_tasks() == []
+    # One "would launch" line per launch of a plan (the judge's), not one more from the registry.
+    would = [r for r in caplog.records if r.levelname == "INFO" and "would launch" in r.getMessage()]
+    assert [(r.name, r.getMessage()) for r in would] == [
+        ("actors.judge", "Dry run: would launch 2 agent(s) for profile linux")
+    ] * len([p for p in s.events.of(ScalePlan) if p.launches])
 
 
 def _make_unwritable(s, events):

@@ -329,6 +329,14 @@ def test_dry_run_changes_nothing(clock, tmp_path):
     assert h.bridge.of(LaunchAgents) == [] and h.states() == {}
 
 
+def test_dry_run_leaves_the_would_launch_line_to_the_judge(clock, tmp_path, caplog):
+    """The judge logs the whole plan; a second line per launch here would say it twice."""
+    h = Harness(clock, tmp_path, dry_run=True)
+    with caplog.at_level(logging.DEBUG, logger="actors.registry"):
+        h.plan(launches=[("linux", 3)])
+    assert [r for r in caplog.records if r.levelno >= logging.INFO and "launch" in r.getMessage()] == []
+
+
 def test_broken_state_file_is_kept_aside(clock, tmp_path, caplog):
     (tmp_path / "fleet.json").write_text("{not json")
     h = Harness(clock, tmp_path)
