@@ -328,7 +328,6 @@ def test_dry_run_beside_a_running_daemon_changes_nothing(system, caplog):
             dry.events.wait_until(
                 lambda ms: len([m for m in ms if isinstance(m, ScalePlan)]) >= 3, what="three dry-run plans"
             )
-        dry.stop_daemon()
     finally:
         dry.stop_daemon()
     assert dry.status == [0]
