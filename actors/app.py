@@ -3,14 +3,15 @@
 :func:`main` is what ``gocd-mesosd`` (and ``bin/gocd-mesosd``) runs: it parses
 the command line, loads the configuration (exit 2 on any problem), sets up
 logging, and hands the actors to :func:`run`. :func:`run` starts the actors in
-order, confirms each with a ping, blocks until SIGTERM/SIGINT or a crashed
-actor, then stops them in reverse. Exit status: 0 after an orderly stop, 1 on
+order, confirms each with a ping, blocks until SIGTERM/SIGINT or a dead actor
+(whether it reported its death or not), then stops them in reverse. Exit status: 0 after an orderly stop, 1 on
 a runtime failure, 2 on a configuration or usage error.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import faulthandler
 import json
 import logging
@@ -56,7 +57,7 @@ class Runtime:
     settings: config.Settings
     #: The clock every timer goes through.
     clock: Clock
-    #: Decide and log, but never launch, kill or change an agent.
+    #: Decide and log, but never launch, kill or change an agent, write the state dir or subscribe to Mesos.
     dry_run: bool
     #: Called with a reason when an actor dies; stops the daemon.
     stop_hook: Callable[[str], None]
@@ -131,7 +132,10 @@ def build_actors(runtime: Runtime) -> list[ActorSpec]:
             dry_run=runtime.dry_run,
             stop_hook=runtime.stop_hook,
         )
-        refs["registry"].tell(Peers(judge=refs["judge"], bridge=refs["bridge"], poller=refs["poller"]))
+        # A registry dead by now is for run()'s watch to report; raising here
+        # would leave this poller running outside run()'s list of actors to stop.
+        with contextlib.suppress(pykka.ActorDeadError):
+            refs["registry"].tell(Peers(judge=refs["judge"], bridge=refs["bridge"], poller=refs["poller"]))
         return refs["poller"]
 
     return [
@@ -149,14 +153,21 @@ def run(
     failure: list[str] | None = None,
     start_timeout: float = 10.0,
     stop_timeout: float = 10.0,
+    watch_interval: float = 1.0,
 ) -> int:
-    """Start ``specs`` in order, wait for ``stop_event``, stop them in reverse.
+    """Start ``specs`` in order, wait for ``stop_event`` or a dead actor, stop them in reverse.
 
     ``failure`` collects the reasons given by actors that died (filled by the
-    stop hook); any entry makes the exit status 1.
+    stop hook). The hook alone is not trusted to come: an actor stopped from
+    outside, or whose ``on_failure`` raises before reporting, dies silently, so
+    every ``watch_interval`` seconds run also checks that each actor is alive.
+    Any failure makes the exit status 1 and is logged in one ERROR line. Only
+    the actors of ``specs`` are stopped: another system in this process is not
+    ours to stop.
     """
     failure = [] if failure is None else failure
     started: list[tuple[str, pykka.ActorRef[Any]]] = []
+    dead: list[str] = []
     status = 0
     try:
         for spec in specs:
@@ -166,8 +177,9 @@ def run(
             ref.ask(Ping(), timeout=start_timeout)
             logger.debug("%s is up", spec.name)
         logger.info("gocd-mesos %s running with %d actors", __version__, len(started))
-        while not stop_event.wait(1.0):
+        while not stop_event.wait(watch_interval) and all(ref.is_alive() for _, ref in started):
             pass
+        dead = [name for name, ref in started if not ref.is_alive()]
     except GocdMesosError as e:
         logger.error("%s", e)
         status = 1
@@ -182,14 +194,20 @@ def run(
             try:
                 ref.stop(timeout=stop_timeout)
             except pykka.Timeout:
-                logger.error("%s did not stop within %gs", name, stop_timeout)
+                logger.error("%s did not stop within %gs; it is still running", name, stop_timeout)
             except pykka.ActorDeadError:
                 pass
-        for survivor in pykka.ActorRegistry.get_all():
-            logger.error("%s still running after shutdown; stopping it", survivor)
-            survivor.stop(block=False)
-    if failure:
-        logger.error("Stopped because %s", "; ".join(failure))
+    # The hook's reasons ("AgentRegistry crashed: ...") say more than "is no
+    # longer running"; an actor without one died silently. Read after the
+    # stops, so that a hook still under way when the watch saw the death is in.
+    reported = tuple(failure)
+    silent = [
+        f"{name} is no longer running"
+        for name in dead
+        if not any(reason.startswith(f"{name} ") for reason in reported)
+    ]
+    if silent or reported:
+        logger.error("Stopped because %s", "; ".join([*silent, *reported]))
         status = 1
     return status
 
@@ -253,7 +271,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="decide and log, but never launch, kill or change an agent",
+        help="decide and log, but never launch, kill or change an agent, write the state dir "
+        "or connect to Mesos",
     )
     parser.add_argument(
         "--log-level",
@@ -325,18 +344,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    try:
-        os.makedirs(settings.state.dir, exist_ok=True)
-        probe = os.path.join(settings.state.dir, ".write-test")
-        with open(probe, "w", encoding="utf-8"):
-            pass
-        os.unlink(probe)
-    except OSError as e:
-        logger.error("[state] dir %s is not writable: %s", settings.state.dir, e.strerror or e)
-        return 1
-    runtime = Runtime(settings=settings, clock=RealClock(), dry_run=args.dry_run, stop_hook=stop_hook)
     if args.dry_run:
-        logger.info("Dry run: decisions are logged, nothing is launched, killed or changed")
+        # The state dir may be a running daemon's: a dry run only reads it.
+        logger.info("Dry run: decisions are logged; nothing is launched, killed, changed or saved")
+    else:
+        try:
+            os.makedirs(settings.state.dir, exist_ok=True)
+            probe = os.path.join(settings.state.dir, ".write-test")
+            with open(probe, "w", encoding="utf-8"):
+                pass
+            os.unlink(probe)
+        except OSError as e:
+            logger.error("[state] dir %s is not writable: %s", settings.state.dir, e.strerror or e)
+            return 1
+    runtime = Runtime(settings=settings, clock=RealClock(), dry_run=args.dry_run, stop_hook=stop_hook)
     try:
         specs = build_actors(runtime)
     except GocdMesosError as e:

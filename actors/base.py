@@ -2,9 +2,10 @@
 
 :class:`BaseActor` is the thin common shell of the role actors. It answers
 :class:`Ping` (how ``app.run`` confirms an actor is up), logs messages nobody
-handles, and when the actor dies of an exception it calls the ``stop_hook``
-it was given, so that the main thread stops the daemon instead of running on
-without a piece. :class:`Publisher` keeps an actor's subscribers.
+handles, and when the actor dies of an exception it first calls the
+``stop_hook`` it was given, so that the main thread stops the daemon instead of
+running on without a piece, and only then releases what the actor holds.
+:class:`Publisher` keeps an actor's subscribers.
 """
 
 from __future__ import annotations
@@ -54,7 +55,12 @@ class Publisher:
 
 
 class BaseActor(pykka.ThreadingActor):
-    """A pykka thread actor that answers Ping and reports its own death."""
+    """A pykka thread actor that answers Ping and reports its own death.
+
+    A subclass releases what ``on_start`` acquired in ``on_stop`` and leaves
+    ``on_failure`` alone: pykka skips ``on_stop`` after a crash, so
+    ``on_failure`` here calls it, after the death is reported.
+    """
 
     def __init__(self, *, stop_hook: Callable[[str], None] | None = None) -> None:
         super().__init__()
@@ -73,13 +79,20 @@ class BaseActor(pykka.ThreadingActor):
         exception_value: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        name = type(self).__name__
         logger.error(
             "%s crashed: %s",
-            type(self).__name__,
+            name,
             exception_value,
             exc_info=(exception_type, exception_value, traceback)  # type: ignore[arg-type]
             if exception_type
             else None,
         )
+        # Report first: a release that fails too (the state dir it saves to is
+        # gone, say) must not keep the daemon from learning of the death.
         if self._stop_hook is not None:
-            self._stop_hook(f"{type(self).__name__} crashed: {exception_value}")
+            self._stop_hook(f"{name} crashed: {exception_value}")
+        try:
+            self.on_stop()
+        except Exception as e:
+            logger.warning("%s could not release its resources after crashing: %s", name, e)

@@ -26,6 +26,12 @@ and then implicitly, to learn of tasks it does not know. It acknowledges an
 update only after forwarding it. It SUPPRESSes offers while nothing is queued
 and REVIVEs when something is. On stop the driver stops with failover: Mesos
 keeps the agents running until ``failover_timeout``.
+
+In a dry run the bridge does not connect to Mesos at all: subscribing with the
+saved framework id would fail over the framework of a daemon running with the
+same state dir (Mesos keeps one scheduler per framework), and subscribing as a
+new framework would still register one and hold offers. Launches it is asked
+for are dropped at once (``TASK_DROPPED``); it writes nothing.
 """
 
 from __future__ import annotations
@@ -111,14 +117,18 @@ class MesosBridge(BaseActor):
     # --- lifecycle -------------------------------------------------------------------
 
     def on_start(self) -> None:
+        if self._dry_run:
+            logger.info(
+                "Dry run: not connecting to Mesos (subscribing as framework %s would take it over from "
+                "a daemon running with this state dir; as a new framework it would still hold offers)",
+                self._framework_id or "(none saved)",
+            )
+            return
         self._start_driver()
 
     def on_stop(self) -> None:
+        # Also run by BaseActor.on_failure after a crash, once the death is reported.
         self._stop_driver()
-
-    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
-        self._stop_driver()
-        super().on_failure(exception_type, exception_value, traceback)
 
     def _start_driver(self) -> None:
         framework = offers.framework_info(self._mesos, self._framework_id)
@@ -185,6 +195,16 @@ class MesosBridge(BaseActor):
                     TaskUpdate(task_id, "TASK_ERROR", now, message=f"Unknown profile {message.profile!r}")
                 )
             return
+        if self._dry_run:
+            # Not subscribed, so never offered anything: the launch ends here.
+            logger.debug("Dry run: dropping %d launch(es) of profile %s", message.count, profile.name)
+            for task_id in message.task_ids:
+                self._publisher.publish(
+                    TaskUpdate(
+                        task_id, "TASK_DROPPED", now, message="Dry run: not launched", profile=profile.name
+                    )
+                )
+            return
         added = 0
         unnamed = []
         for task_id in message.task_ids:
@@ -243,26 +263,6 @@ class MesosBridge(BaseActor):
         used = {p.offer.id for p in placements}
         for placement in placements:
             offer = placement.offer
-            if self._dry_run:
-                logger.info(
-                    "Dry run: would launch %d agents (%s) on %s",
-                    len(placement.tasks),
-                    ", ".join(t.task_id for t, _ in placement.tasks),
-                    offer.hostname,
-                )
-                for task, _ in placement.tasks:
-                    del self._queue[task.task_id]
-                    self._publisher.publish(
-                        TaskUpdate(
-                            task.task_id,
-                            "TASK_DROPPED",
-                            self._clock.now(),
-                            message="Dry run: not launched",
-                            profile=task.profile.name,
-                        )
-                    )
-                used.discard(offer.id)
-                continue
             infos = [
                 offers.build_task_info(
                     task,

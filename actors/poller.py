@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from types import TracebackType
 from typing import Any
 
 import requests
@@ -137,17 +136,8 @@ class GoCDPoller(BaseActor):
         )
 
     def on_stop(self) -> None:
+        # Also run by BaseActor.on_failure after a crash, once the death is reported.
         self._release()
-
-    def on_failure(
-        self,
-        exception_type: type[BaseException] | None,
-        exception_value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        # pykka skips on_stop after a crash: release here too.
-        self._release()
-        super().on_failure(exception_type, exception_value, traceback)
 
     def _release(self) -> None:
         if self._ticker is not None:

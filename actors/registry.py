@@ -309,11 +309,8 @@ class AgentRegistry(BaseActor):
         self._load()
 
     def on_stop(self) -> None:
+        # Also run by BaseActor.on_failure after a crash, once the death is reported.
         self._save()
-
-    def on_failure(self, exception_type: Any, exception_value: Any, traceback: Any) -> None:
-        self._save()
-        super().on_failure(exception_type, exception_value, traceback)
 
     def _load(self) -> None:
         try:
@@ -349,14 +346,19 @@ class AgentRegistry(BaseActor):
         logger.info("Loaded %d agent record(s) from %s", len(self._records), self._path)
 
     def _save(self) -> None:
-        if not self._dirty:
+        # A dry run reads the fleet but never writes it: a daemon may run on this state dir.
+        if self._dry_run or not self._dirty:
             return
         data = {
             "version": FLEET_VERSION,
             "records": [asdict(r) for r in self._records.values()],
             "backoff": {name: {"failures": b.failures} for name, b in self._backoff.items() if b.failures},
         }
-        state.write_json(self._path, data)
+        try:
+            state.write_json(self._path, data)
+        except OSError as e:
+            directory = os.path.dirname(self._path)
+            raise OSError(f"[state] dir {directory} is not writable: {e.strerror or e} ({FLEET_FILE})") from e
         self._dirty = False
 
     # --- dispatch -----------------------------------------------------------
@@ -480,7 +482,8 @@ class AgentRegistry(BaseActor):
         if count <= 0:
             return
         if self._dry_run:
-            logger.info("Dry run: would launch %d agent(s) for profile %s", count, profile)
+            # The judge has logged "Dry run: would launch ..." with the whole plan.
+            logger.debug("Dry run: no records for %d agent(s) of profile %s", count, profile)
             return
         profile_obj = self._profiles.get(profile)
         if profile_obj is None:

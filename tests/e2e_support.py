@@ -51,6 +51,8 @@ class System:
     failure: list[str] = field(default_factory=list)
     thread: threading.Thread | None = None
     status: list[int] = field(default_factory=list)
+    #: The running daemon's actors by name (AgentRegistry, Judge, MesosBridge, GoCDPoller).
+    refs: dict[str, Any] = field(default_factory=dict)
 
     def start_daemon(self, dry_run: bool = False) -> None:
         self.stop_event = threading.Event()
@@ -66,7 +68,16 @@ class System:
             stop_hook=stop_hook,
             subscribers=(self.events,),
         )
-        specs = app.build_actors(runtime)
+        self.refs = {}
+
+        def keep(spec: app.ActorSpec) -> app.ActorSpec:
+            def start() -> Any:
+                self.refs[spec.name] = spec.start()
+                return self.refs[spec.name]
+
+            return app.ActorSpec(spec.name, start)
+
+        specs = [keep(spec) for spec in app.build_actors(runtime)]
         self.thread = threading.Thread(
             target=lambda: self.status.append(app.run(specs, self.stop_event, failure=self.failure)),
             name="daemon-run",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -157,6 +158,94 @@ def test_a_crashed_actor_stops_the_daemon_with_status_1():
     assert failure[-1] == 1
     assert any("Recorder crashed: boom" in str(f) for f in failure)
     assert "stop b" in log
+
+
+class StopFails(Recorder):
+    """Its release (on_stop) raises, like a registry whose state dir is gone."""
+
+    def on_stop(self):
+        super().on_stop()
+        raise OSError("state dir gone")
+
+
+def test_a_crash_is_reported_first_then_released_whatever_the_release_raises():
+    """BaseActor.on_failure, called as pykka calls it, without a thread."""
+    log: list[str] = []
+    reasons: list[str] = []
+
+    def hook(reason):
+        log.append("hook")
+        reasons.append(reason)
+
+    actor = StopFails("a", log, stop_hook=hook)
+    try:
+        raise RuntimeError("boom")
+    except RuntimeError:
+        actor.on_failure(*sys.exc_info())  # must not raise
+    assert log == ["hook", "stop a"]  # reported, then released as on_stop does
+    assert reasons == ["StopFails crashed: boom"]
+
+
+class ReleaseFails(Recorder):
+    """Its own on_failure raises before the base class could report anything."""
+
+    def on_failure(self, exception_type, exception_value, traceback):
+        raise OSError("cannot release")
+
+
+@pytest.mark.parametrize("kill", ["stop from outside", "on_failure raises"])
+def test_an_actor_that_dies_without_reporting_stops_the_daemon_with_status_1(caplog, kill):
+    """No stop hook is called: run() notices the dead actor itself."""
+    log: list[str] = []
+    stop = threading.Event()
+    failure: list[str] = []
+    refs = {}
+    ready = threading.Event()
+
+    def hook(reason):
+        failure.append(reason)
+        stop.set()
+
+    def start(name, kind=Recorder):
+        refs[name] = kind.start(name, log, stop_hook=hook)
+        if name == "b":
+            ready.set()
+        return refs[name]
+
+    doomed = ReleaseFails if kill == "on_failure raises" else Recorder
+    specs = [app.ActorSpec("a", lambda: start("a", doomed)), app.ActorSpec("b", lambda: start("b"))]
+    status: list[int] = []
+    with caplog.at_level(logging.ERROR, logger="actors.app"):
+        thread = threading.Thread(
+            target=lambda: status.append(app.run(specs, stop, failure=failure)), daemon=True
+        )
+        thread.start()
+        assert ready.wait(10)
+        refs["b"].ask(Ping(), timeout=5)
+        if kill == "stop from outside":
+            refs["a"].stop()
+        else:
+            refs["a"].tell("crash")
+        thread.join(20)
+    assert not thread.is_alive(), "run() did not notice that a is dead"
+    assert status == [1]
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "actors.app"]
+    assert line == "Stopped because a is no longer running"
+    assert "stop b" in log
+    assert not stop.is_set() and failure == []
+
+
+def test_run_stops_only_its_own_actors():
+    """Two systems may share a process: one stopping leaves the other's actors running."""
+    log: list[str] = []
+    other = Recorder.start("other", log)
+    stop = threading.Event()
+    stop.set()
+    assert app.run([app.ActorSpec("mine", lambda: Recorder.start("mine", log))], stop) == 0
+    # A stop told to it before this ping would fail the ping with ActorDeadError.
+    assert other.ask(Ping(), timeout=5) == "pong"
+    assert log == ["start other", "start mine", "stop mine"]
+    other.stop()
 
 
 def test_failed_start_stops_the_ones_already_started():

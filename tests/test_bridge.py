@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import replace
 
@@ -245,16 +246,21 @@ def test_unknown_profile_is_an_error(make, recorder):
     assert driver.named("reviveOffers") == []
 
 
-def test_dry_run_never_launches_nor_kills(make, recorder):
-    bridge, (driver,) = make(dry_run=True)
-    registered(bridge)
+def test_dry_run_never_launches_nor_kills(make, recorder, tmp_path, caplog):
+    """Nor subscribes: with the saved framework id that would fail a running daemon's framework over."""
+    state.write_text(str(tmp_path / FRAMEWORK_ID_FILE), "F-PROD\n")
+    with caplog.at_level(logging.INFO, logger="actors.bridge"):
+        bridge, drivers = make(dry_run=True)
+    assert drivers == []
+    (line,) = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]
+    assert line.startswith("Dry run: not connecting to Mesos")
     bridge.on_receive(LaunchAgents("small", ("a1",)))
-    bridge.on_receive(MesosOffersReceived((offer("O1"),)))
-    assert driver.named("launchTasks") == []
-    assert driver.named("declineOffer") == [([{"value": "O1"}], {"refuse_seconds": 30.0})]
     assert [(u.task_id, u.state) for u in recorder.of(TaskUpdate)] == [("a1", "TASK_DROPPED")]
     bridge.on_receive(KillAgent("running-1"))
-    assert driver.named("killTask") == []
+    bridge.on_stop()
+    assert drivers == []
+    assert os.listdir(tmp_path) == [FRAMEWORK_ID_FILE]
+    assert state.read_text(str(tmp_path / FRAMEWORK_ID_FILE)) == "F-PROD"
 
 
 def test_a_removed_framework_registers_afresh(make, tmp_path, recorder):

@@ -7,18 +7,30 @@ simulator's change notifications or on messages the daemon publishes.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
 from actors.bridge import MesosBridge
 from actors.config import JudgeSettings, Secret
-from actors.messages import FleetChanged, LaunchAgents, ScalePlan, TaskLaunched
-from tests.e2e_support import IMAGE, KEY, PREFIX, linux, make_system
+from actors.messages import (
+    FleetChanged,
+    FrameworkDisconnected,
+    FrameworkError,
+    FrameworkRegistered,
+    LaunchAgents,
+    ScalePlan,
+    Subscribe,
+    TaskLaunched,
+)
+from tests.e2e_support import IMAGE, KEY, PREFIX, System, linux, make_system
 from tests.test_app import BIN
 
 
@@ -207,13 +219,164 @@ def test_gocd_outage_stops_scale_down_until_it_is_over(system):
     )
 
 
-def test_dry_run_decides_but_changes_nothing(system):
+def test_dry_run_decides_but_changes_nothing(system, caplog):
     s = system()
     s.gocd.schedule_jobs("app", count=2, resources=["linux"], duration_s=5)
-    s.start_daemon(dry_run=True)
-    s.events.wait_until(lambda ms: any(isinstance(m, ScalePlan) and m.launches for m in ms), what="a plan")
+    with caplog.at_level(logging.INFO):
+        s.start_daemon(dry_run=True)
+        s.events.wait_until(
+            lambda ms: len([m for m in ms if isinstance(m, ScalePlan) and m.launches]) >= 2, what="two plans"
+        )
+        s.stop_daemon()
     assert any(p.launches == (("linux", 2),) for p in s.events.of(ScalePlan))
     assert s.all_tasks() == []
+    # One "would launch" line per launch of a plan (the judge's), not one more from the registry.
+    would = [r for r in caplog.records if r.levelname == "INFO" and "would launch" in r.getMessage()]
+    assert [(r.name, r.getMessage()) for r in would] == [
+        ("actors.judge", "Dry run: would launch 2 agent(s) for profile linux")
+    ] * len([p for p in s.events.of(ScalePlan) if p.launches])
+
+
+def _make_unwritable(s, events):
+    """The state dir becomes a plain file at run time (``mv state state.moved; touch state``)."""
+    events.wait_for(FrameworkRegistered)  # the framework id is saved: the directory exists
+    state_dir = Path(s.settings.state.dir)
+    state_dir.rename(state_dir.with_name("state.moved"))
+    state_dir.touch()
+    s.gocd.schedule_jobs("app", count=2, resources=["linux"], duration_s=30)
+
+
+def _crash_in_on_receive(ref):
+    """A subscriber without ``tell``: the actor's next publish raises inside on_receive."""
+    ref.tell(Subscribe(object()))
+
+
+@pytest.mark.parametrize(
+    ("actor", "kill"),
+    [
+        # on_receive raises (its _save), and so does the release in its on_failure.
+        ("AgentRegistry", "state dir unwritable"),
+        ("Judge", "crash in on_receive"),
+        ("MesosBridge", "stopped from outside"),
+        ("GoCDPoller", "stopped from outside"),
+    ],
+)
+def test_any_dead_actor_ends_the_daemon_with_status_1(system, caplog, actor, kill):
+    s = system()
+    with caplog.at_level(logging.INFO):
+        s.start_daemon()
+        s.events.wait_until(lambda ms: any(isinstance(m, ScalePlan) for m in ms), what="a first decision")
+        if kill == "state dir unwritable":
+            _make_unwritable(s, s.events)
+        elif kill == "crash in on_receive":
+            _crash_in_on_receive(s.refs[actor])
+        else:
+            s.refs[actor].stop()
+        assert s.thread is not None
+        s.thread.join(15)
+        assert not s.thread.is_alive(), f"the daemon ran on after {actor} died ({kill})"
+    assert s.status == [1]
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "actors.app" and r.levelname == "ERROR"]
+    assert line.startswith("Stopped because ") and actor in line, line
+    if kill == "state dir unwritable":
+        assert f"[state] dir {s.settings.state.dir} is not writable" in line
+    assert all(not ref.is_alive() for ref in s.refs.values())
+
+
+def test_daemon_exits_1_when_its_state_dir_becomes_unwritable(tmp_path):
+    """The daemon as a real process: the state dir turns into a file under it; it exits 1 by itself."""
+    s = make_system(tmp_path, scale=5.0)
+    config = _daemon_config(s, tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, BIN, str(config)],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    lines: list[str] = []
+    registered = threading.Event()
+
+    def read() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            lines.append(line)
+            if "Registered with Mesos master" in line:
+                registered.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert registered.wait(60), "".join(lines)
+        state_dir = tmp_path / "state"
+        state_dir.rename(tmp_path / "state.moved")
+        state_dir.touch()
+        s.gocd.schedule_jobs("app", count=2, resources=["linux"], duration_s=30)
+        assert proc.wait(60) == 1, "".join(lines)
+        reader.join(30)
+    finally:
+        proc.kill()
+        s.stop()
+    last_error = [line for line in lines if " ERROR " in line][-1]
+    assert " actors.app " in last_error, "".join(lines)
+    assert f"Stopped because AgentRegistry crashed: [state] dir {state_dir} is not writable" in last_error
+
+
+def test_dry_run_beside_a_running_daemon_changes_nothing(system, caplog):
+    """``--dry-run`` with the production config and state dir while production runs."""
+    s = system(profiles=(linux(max=2),))
+    s.gocd.schedule_jobs("app", count=2, resources=["linux"], duration_s=100_000)
+    s.start_daemon()
+    s.events.wait_until(
+        lambda ms: any(
+            isinstance(m, FleetChanged) and [a.state for a in m.fleet.agents] == ["building", "building"]
+            for m in ms
+        ),
+        timeout=60,
+        what="two busy agents",
+    )
+    # One more job: production is at max, the dry run has something to decide about.
+    s.gocd.schedule_jobs("app", count=1, resources=["linux"], duration_s=10)
+    state_dir = Path(s.settings.state.dir)
+    files = {p.name: p.read_bytes() for p in state_dir.iterdir()}
+    assert set(files) == {"fleet.json", "framework_id"}
+    (framework,) = s.mesos.state()["frameworks"]
+    tasks = {t["id"] for t in s.running_tasks()}
+    agents = s.our_agents()
+    assert len(tasks) == len(agents) == 2
+
+    dry = System(clock=s.clock, gocd=s.gocd, mesos=s.mesos, settings=s.settings)
+    try:
+        with caplog.at_level(logging.INFO):
+            dry.start_daemon(dry_run=True)
+            dry.events.wait_until(
+                lambda ms: len([m for m in ms if isinstance(m, ScalePlan)]) >= 3, what="three dry-run plans"
+            )
+    finally:
+        dry.stop_daemon()
+    assert dry.status == [0]
+    assert dry.events.of(FrameworkRegistered) == [], "the dry run subscribed to Mesos"
+    assert any(
+        r.name == "actors.bridge"
+        and r.levelname == "INFO"
+        and "Dry run: not connecting to Mesos" in r.getMessage()
+        for r in caplog.records
+    )
+    plans = dry.events.of(ScalePlan)
+    assert all(not p.launches and not p.drains for p in plans)
+    assert "capped-at-max" in {r.reason for p in plans for r in p.reasons}
+
+    # Production never noticed: never failed over, disconnected or stopped.
+    assert s.thread is not None and s.thread.is_alive() and s.status == [] and s.failure == []
+    assert len(s.events.of(FrameworkRegistered)) == 1
+    assert s.events.of(FrameworkError) == [] and s.events.of(FrameworkDisconnected) == []
+    mesos = s.mesos.state()
+    (still,) = mesos["frameworks"]
+    assert (still["id"], still["connected"]) == (framework["id"], True)
+    assert mesos["completed_frameworks"] == []
+    assert {t["id"] for t in s.running_tasks()} == tasks
+    assert s.our_agents() == agents
+    # Nothing written to the state dir: same files, same bytes.
+    assert {p.name: p.read_bytes() for p in state_dir.iterdir()} == files
 
 
 def test_restart_adopts_running_agents_without_relaunching(system):
@@ -236,41 +399,47 @@ def test_restart_adopts_running_agents_without_relaunching(system):
     assert len(s.all_tasks()) == 2
 
 
+def _daemon_config(s, tmp_path):
+    """An INI file for bin/gocd-mesosd against the system's simulators, state in ``tmp_path/state``."""
+    config = tmp_path / "gocd-mesos.ini"
+    config.write_text(
+        "\n".join(
+            [
+                "[gocd]",
+                f"url = {s.settings.gocd.url}",
+                "username = admin",
+                "password = admin-secret",
+                "poll_interval = 1s",
+                "[mesos]",
+                f"master = {s.settings.mesos.masters[0]}",
+                "failover_timeout = 1h",
+                "refuse_seconds = 1s",
+                "[agents]",
+                f"auto_register_key = {KEY}",
+                "register_timeout = 2m",
+                "[profiles]",
+                "[[linux]]",
+                f"image = {IMAGE}",
+                "resources = linux",
+                "idle_timeout = 1h",
+                "[state]",
+                f"dir = {tmp_path / 'state'}",
+                "[http]",
+                "listen = 127.0.0.1:0",
+                "",
+            ]
+        )
+    )
+    return config
+
+
 def test_sigkill_mid_launch_then_restart_leaves_no_orphan_and_no_duplicate(tmp_path):
     """The daemon as a real process, killed with SIGKILL while its launches are under way."""
     s = make_system(tmp_path, scale=5.0)
     try:
         s.mesos.inject_fault("slow_launch", delay=20.0)
         s.gocd.schedule_jobs("app", count=3, resources=["linux"], duration_s=5)
-        config = tmp_path / "gocd-mesos.ini"
-        config.write_text(
-            "\n".join(
-                [
-                    "[gocd]",
-                    f"url = {s.settings.gocd.url}",
-                    "username = admin",
-                    "password = admin-secret",
-                    "poll_interval = 1s",
-                    "[mesos]",
-                    f"master = {s.settings.mesos.masters[0]}",
-                    "failover_timeout = 1h",
-                    "refuse_seconds = 1s",
-                    "[agents]",
-                    f"auto_register_key = {KEY}",
-                    "register_timeout = 2m",
-                    "[profiles]",
-                    "[[linux]]",
-                    f"image = {IMAGE}",
-                    "resources = linux",
-                    "idle_timeout = 1h",
-                    "[state]",
-                    f"dir = {tmp_path / 'state'}",
-                    "[http]",
-                    "listen = 127.0.0.1:0",
-                    "",
-                ]
-            )
-        )
+        config = _daemon_config(s, tmp_path)
         first = subprocess.Popen(
             [sys.executable, BIN, str(config), "--log-level", "DEBUG"],
             stderr=subprocess.PIPE,

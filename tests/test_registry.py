@@ -346,6 +346,14 @@ def test_dry_run_changes_nothing(clock, tmp_path):
     assert h.bridge.of(LaunchAgents) == [] and h.states() == {}
 
 
+def test_dry_run_leaves_the_would_launch_line_to_the_judge(clock, tmp_path, caplog):
+    """The judge logs the whole plan; a second line per launch here would say it twice."""
+    h = Harness(clock, tmp_path, dry_run=True)
+    with caplog.at_level(logging.DEBUG, logger="actors.registry"):
+        h.plan(launches=[("linux", 3)])
+    assert [r for r in caplog.records if r.levelno >= logging.INFO and "launch" in r.getMessage()] == []
+
+
 def test_broken_state_file_is_kept_aside(clock, tmp_path, caplog):
     (tmp_path / "fleet.json").write_text("{not json")
     h = Harness(clock, tmp_path)
@@ -636,3 +644,53 @@ def test_pending_agents_on_other_hosts_are_not_ours(h):
     h.send(TaskLaunched(task_id=t, profile="linux", agent_id="S1", hostname="10.0.0.1"))
     h.snapshot(agent("10.0.0.2", "Unknown", config="Pending"), agent("node9", "Unknown", config="Pending"))
     assert h.poller.of(EnableAgent) == []
+
+
+def test_a_crash_is_reported_even_when_the_state_dir_became_unwritable(clock, tmp_path):
+    """The release in on_failure saves the fleet, which fails again: the death is reported anyway."""
+    state_dir = tmp_path / "state"
+    reasons: list[str] = []
+    registry = AgentRegistry(
+        agents=AGENTS,
+        profiles=(LINUX,),
+        judge_settings=JUDGE,
+        state_dir=str(state_dir),
+        clock=clock,
+        stop_hook=reasons.append,
+    )
+    registry.on_start()
+    registry.on_receive(Peers(judge=RecordingRef(), bridge=RecordingRef(), poller=RecordingRef()))
+    registry.on_receive(ScalePlan(decided_at=clock.now(), launches=(("linux", 1),)))
+    state_dir.rename(tmp_path / "state.moved")
+    state_dir.touch()
+    with pytest.raises(OSError) as info:
+        registry.on_receive(ScalePlan(decided_at=clock.now(), launches=(("linux", 1),)))
+    assert str(info.value).startswith(f"[state] dir {state_dir} is not writable: ")
+    registry.on_failure(info.type, info.value, info.tb)  # as pykka calls it; must not raise
+    assert reasons == [f"AgentRegistry crashed: {info.value}"]
+
+
+def test_dry_run_writes_nothing_to_the_state_dir(clock, tmp_path):
+    """It reads fleet.json to know the fleet, and never writes it, nor moves a broken one aside."""
+    production = Harness(clock, tmp_path)
+    (task_id,) = production.launch()
+    production.task(task_id, "TASK_RUNNING")
+    production.registry.on_stop()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert set(before) == {"fleet.json"}
+
+    h = Harness(clock, tmp_path, dry_run=True)
+    assert h.states() == {task_id: "running"}
+    h.task("gocd-mesos-linux-adopted", "TASK_RUNNING")  # an unknown task of ours: adopted
+    h.snapshot(agent(task_id))  # registered, idle
+    h.plan(launches=[("linux", 2)], drains=[task_id])
+    assert h.states() == {task_id: "idle", "gocd-mesos-linux-adopted": "running"}
+    h.registry.on_stop()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+    (tmp_path / "fleet.json").write_text("{not json")
+    h = Harness(clock, tmp_path, dry_run=True)
+    h.registry.on_stop()
+    assert h.states() == {}
+    assert [p.name for p in tmp_path.iterdir()] == ["fleet.json"]
+    assert (tmp_path / "fleet.json").read_text() == "{not json"
