@@ -104,3 +104,20 @@ def stop_all_actors():
     """No test leaves an actor running."""
     yield
     pykka.ActorRegistry.stop_all(timeout=10)
+
+
+@pytest.fixture
+def system(tmp_path):
+    """Makes whole systems (both simulators and a daemon, see tests.e2e_support); stops them all."""
+    from tests.e2e_support import make_system
+
+    made = []
+
+    def factory(**kw):
+        s = make_system(tmp_path, **kw)
+        made.append(s)
+        return s
+
+    yield factory
+    for s in made:
+        s.stop()

@@ -125,6 +125,11 @@ class System:
         return tasks
 
 
+def completed(state: dict[str, Any]) -> list[dict[str, Any]]:
+    """The completed jobs of a GoCD simulator state."""
+    return [j for j in state["jobs"] if j["state"] == "completed"]
+
+
 def make_system(
     tmp_path: Any,
     *,

@@ -30,26 +30,8 @@ from actors.messages import (
     Subscribe,
     TaskLaunched,
 )
-from tests.e2e_support import IMAGE, KEY, PREFIX, System, linux, make_system
+from tests.e2e_support import IMAGE, KEY, PREFIX, System, completed, linux, make_system
 from tests.test_app import BIN
-
-
-@pytest.fixture
-def system(tmp_path):
-    made = []
-
-    def factory(**kw):
-        s = make_system(tmp_path, **kw)
-        made.append(s)
-        return s
-
-    yield factory
-    for s in made:
-        s.stop()
-
-
-def completed(state):
-    return [j for j in state["jobs"] if j["state"] == "completed"]
 
 
 def test_a_task_launched_through_the_bridge_registers_an_enabled_agent(system, recorder):

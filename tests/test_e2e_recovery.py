@@ -12,29 +12,9 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-import pytest
-
 from actors.config import JudgeSettings, Secret
 from actors.messages import BacklogSnapshot, FleetChanged, ScalePlan, TaskLaunched
-from tests.e2e_support import IMAGE, linux, make_system
-
-
-@pytest.fixture
-def system(tmp_path):
-    made = []
-
-    def factory(**kw):
-        s = make_system(tmp_path, **kw)
-        made.append(s)
-        return s
-
-    yield factory
-    for s in made:
-        s.stop()
-
-
-def completed(state):
-    return [j for j in state["jobs"] if j["state"] == "completed"]
+from tests.e2e_support import IMAGE, completed, linux
 
 
 def building(state):
