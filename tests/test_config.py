@@ -356,35 +356,18 @@ HUGE = "1" + "0" * 305  # finite as a float, infinite once multiplied by a unit
 
 
 @pytest.mark.parametrize(
-    "value",
+    ("parse", "value"),
     [
-        float("inf"),
-        float("-inf"),
-        float("nan"),
-        pytest.param("9" * 400, id="400-digits"),
-        pytest.param(HUGE + "d", id="1e305d"),
+        *((parse, float(v)) for parse in (parse_duration, parse_memsize) for v in ("inf", "-inf", "nan")),
+        (parse_duration, "9" * 400),
+        (parse_memsize, "9" * 400),
+        pytest.param(parse_duration, HUGE + "d", id="1e305d"),
+        pytest.param(parse_memsize, HUGE + "T", id="1e305T"),
     ],
-    ids=str,
 )
-def test_non_finite_durations_are_refused(value):
+def test_non_finite_durations_and_memsizes_are_refused(parse, value):
     with pytest.raises(ValueError, match="not a finite number"):
-        parse_duration(value)
-
-
-@pytest.mark.parametrize(
-    "value",
-    [
-        float("inf"),
-        float("-inf"),
-        float("nan"),
-        pytest.param("9" * 400, id="400-digits"),
-        pytest.param(HUGE + "T", id="1e305T"),
-    ],
-    ids=str,
-)
-def test_non_finite_memsizes_are_refused(value):
-    with pytest.raises(ValueError, match="not a finite number"):
-        parse_memsize(value)
+        parse(value)
 
 
 @pytest.mark.parametrize(
