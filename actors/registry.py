@@ -334,7 +334,8 @@ class AgentRegistry(BaseActor):
         for record in records:
             # Clock values of a previous process mean nothing now: restart the timers.
             record.requested_at = record.state_since = now
-            record.step_at = 0.0
+            record.step_at = record.retry_at = record.history_asked_at = 0.0
+            record.change_failures = 0
             record.register_by = now + self._agents.register_timeout
             record.registered_at = None
             record.launch_no = 0
@@ -535,6 +536,7 @@ class AgentRegistry(BaseActor):
         record = self._records.get(message.task_id)
         if record is not None:
             record.node = message.hostname
+            self._mark()
             if record.state == "requested":
                 self._set(record, "launching")
 
@@ -874,7 +876,9 @@ class AgentRegistry(BaseActor):
         if record is None:
             return
         record.history_asked_at = 0.0
-        record.change_failures, record.retry_at = 0, 0.0
+        if record.change_failures:
+            record.change_failures, record.retry_at = 0, 0.0
+            self._mark()
         if message.completed > record.jobs_done:
             logger.debug(
                 "Agent %s finished %d job(s), %d of them unseen by polls",
@@ -883,8 +887,8 @@ class AgentRegistry(BaseActor):
                 message.completed - record.jobs_done,
             )
             record.jobs_done = message.completed
+            self._mark()
             self._healthy(record.profile, f"agent {record.task_id} ran a job")
-        self._mark()
         if self._used_up(record) and not record.retiring and record.state in WORKING_STATES:
             # Its last job is done or under way: disable it now, not at the next plan.
             self._start_drain(record, "retired")

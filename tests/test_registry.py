@@ -694,3 +694,20 @@ def test_dry_run_writes_nothing_to_the_state_dir(clock, tmp_path):
     assert h.states() == {}
     assert [p.name for p in tmp_path.iterdir()] == ["fleet.json"]
     assert (tmp_path / "fleet.json").read_text() == "{not json"
+
+
+def test_timers_of_a_previous_process_do_not_hold_back_a_restarted_one(clock, tmp_path):
+    h = Harness(clock, tmp_path)
+    (t,) = h.launch("once")
+    h.task(t, "TASK_RUNNING", profile="once")
+    h.snapshot(agent(t))
+    h.send(AgentChangeFailed(uuid=f"uuid-{t}", action="history", reason="500", status=500))
+    h.registry.on_stop()
+    saved = json.loads((tmp_path / "fleet.json").read_text())
+    (record,) = saved["records"]
+    record["retry_at"] = record["history_asked_at"] = 1e12  # a far later clock of that process
+    (tmp_path / "fleet.json").write_text(json.dumps(saved))
+    again = Harness(clock, tmp_path)
+    again.plan()
+    again.snapshot(agent(t))
+    assert again.poller.of(ReadJobHistory) == [ReadJobHistory(uuid=f"uuid-{t}")]
