@@ -63,7 +63,7 @@ class Runtime:
     stop_hook: Callable[[str], None]
     #: Extra listeners of every published message (status page, sandbox, embedding tools).
     subscribers: tuple[Any, ...] = ()
-    #: The scaling policy the judge applies (see :func:`actors.judge.decide`).
+    #: The scaling policy the judge applies (see :func:`actors.fleet.judge.decide`).
     policy: Callable[..., Any] | None = None
 
 
@@ -75,11 +75,11 @@ def build_actors(runtime: Runtime) -> list[ActorSpec]:
     the registry's ref when they are built.
     """
     # Imported here so that `--check-config` and `--version` stay light.
-    from actors.bridge import MesosBridge
-    from actors.judge import Judge
+    from actors.fleet.judge import Judge
+    from actors.fleet.registry import AgentRegistry
+    from actors.gocd.poller import GoCDPoller
+    from actors.mesos.bridge import MesosBridge
     from actors.messages import Peers
-    from actors.poller import GoCDPoller
-    from actors.registry import AgentRegistry
 
     s = runtime.settings
     refs: dict[str, pykka.ActorRef[Any]] = {}

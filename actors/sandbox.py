@@ -38,7 +38,7 @@ from actors.config import (
     Settings,
     StateSettings,
 )
-from actors.matching import job_fits_agent
+from actors.fleet.matching import job_fits_agent
 from actors.messages import FleetChanged, FleetView, ScalePlan, TaskUpdate
 
 __all__ = ["REPORT_KEYS", "Burst", "Observer", "demo_workload", "run_sandbox", "sandbox_settings"]

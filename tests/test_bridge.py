@@ -9,8 +9,8 @@ from dataclasses import replace
 import pytest
 
 from actors import state
-from actors.bridge import FRAMEWORK_ID_FILE, MesosBridge
 from actors.config import AgentSettings, Constraint, MesosSettings, Profile, Secret
+from actors.mesos.bridge import FRAMEWORK_ID_FILE, MesosBridge
 from actors.messages import (
     FrameworkDisconnected,
     FrameworkError,
@@ -249,7 +249,7 @@ def test_unknown_profile_is_an_error(make, recorder):
 def test_dry_run_never_launches_nor_kills(make, recorder, tmp_path, caplog):
     """Nor subscribes: with the saved framework id that would fail a running daemon's framework over."""
     state.write_text(str(tmp_path / FRAMEWORK_ID_FILE), "F-PROD\n")
-    with caplog.at_level(logging.INFO, logger="actors.bridge"):
+    with caplog.at_level(logging.INFO, logger="actors.mesos.bridge"):
         bridge, drivers = make(dry_run=True)
     assert drivers == []
     (line,) = [r.getMessage() for r in caplog.records if r.levelname == "INFO"]

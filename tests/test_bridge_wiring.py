@@ -15,10 +15,10 @@ import signal
 import pytest
 
 from actors import state
-from actors.bridge import FRAMEWORK_ID_FILE, MesosBridge
 from actors.clock import ScaledClock
 from actors.config import AgentSettings, MesosSettings, Profile, Secret
-from actors.driver import driver_factory, load_pymesos
+from actors.mesos.bridge import FRAMEWORK_ID_FILE, MesosBridge
+from actors.mesos.driver import driver_factory, load_pymesos
 from actors.messages import (
     FrameworkRegistered,
     KillAgent,

@@ -9,8 +9,8 @@ import threading
 import pytest
 
 from actors.clock import ScaledClock
-from actors.driver import MesosSchedulerDriver, Scheduler, _parse_masters, zk_leader_node, zk_master_url
 from actors.exceptions import MesosError
+from actors.mesos.driver import MesosSchedulerDriver, Scheduler, _parse_masters, zk_leader_node, zk_master_url
 from actors.sim.mesos import MesosSimulator
 from tests.mesos_client import FakeAgents, task_info
 

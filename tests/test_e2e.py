@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.bridge import MesosBridge
 from actors.config import JudgeSettings, Secret
+from actors.mesos.bridge import MesosBridge
 from actors.messages import (
     FleetChanged,
     FrameworkDisconnected,
@@ -215,7 +215,7 @@ def test_dry_run_decides_but_changes_nothing(system, caplog):
     # One "would launch" line per launch of a plan (the judge's), not one more from the registry.
     would = [r for r in caplog.records if r.levelname == "INFO" and "would launch" in r.getMessage()]
     assert [(r.name, r.getMessage()) for r in would] == [
-        ("actors.judge", "Dry run: would launch 2 agent(s) for profile linux")
+        ("actors.fleet.judge", "Dry run: would launch 2 agent(s) for profile linux")
     ] * len([p for p in s.events.of(ScalePlan) if p.launches])
 
 
@@ -338,7 +338,7 @@ def test_dry_run_beside_a_running_daemon_changes_nothing(system, caplog):
     assert dry.status == [0]
     assert dry.events.of(FrameworkRegistered) == [], "the dry run subscribed to Mesos"
     assert any(
-        r.name == "actors.bridge"
+        r.name == "actors.mesos.bridge"
         and r.levelname == "INFO"
         and "Dry run: not connecting to Mesos" in r.getMessage()
         for r in caplog.records

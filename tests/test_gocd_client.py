@@ -20,7 +20,7 @@ from actors.exceptions import (
     GoCDServerError,
     GoCDUnprocessable,
 )
-from actors.gocd import ELASTIC_CACHE_SECONDS, GoCDClient, make_session
+from actors.gocd.client import ELASTIC_CACHE_SECONDS, GoCDClient, make_session
 from actors.messages import GoAgent, ScheduledJob
 from actors.sim.gocd import GoCDSimulator
 from tests.gocd_support import (  # noqa: F401 (autouse fixture)
@@ -175,7 +175,7 @@ def test_old_endpoint_is_for_admins_only(make_sim, clock):
 def test_deprecation_headers_are_warned_about_once(make_sim, clock, caplog):
     sim = make_sim(version="25.4.0")
     client = client_for(sim, clock)
-    with caplog.at_level(logging.WARNING, logger="actors.gocd"):
+    with caplog.at_level(logging.WARNING, logger="actors.gocd.client"):
         client.scheduled_jobs()
         client.scheduled_jobs()
     warnings = [r for r in caplog.records if "deprecated" in r.getMessage()]
@@ -209,7 +209,7 @@ def test_elastic_profiles_forbidden_leave_none_and_log_once(make_sim, clock, cap
     sim.schedule_jobs("k8s", elastic_profile_id="small-pod")
     sim.schedule_jobs("other", elastic_profile_id="small-pod")
     client = client_for(sim, clock)
-    with caplog.at_level(logging.WARNING, logger="actors.gocd"):
+    with caplog.at_level(logging.WARNING, logger="actors.gocd.client"):
         jobs = client.with_elastic_profiles(client.scheduled_jobs())
         clock.advance(ELASTIC_CACHE_SECONDS + 1)
         jobs = client.with_elastic_profiles(client.scheduled_jobs())

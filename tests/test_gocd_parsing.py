@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from actors.gocd import (
+from actors.gocd.client import (
     base_job_name,
     parse_agent,
     parse_agents,

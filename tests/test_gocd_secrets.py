@@ -16,9 +16,9 @@ import pytest
 from actors.clock import ManualClock
 from actors.config import Secret
 from actors.exceptions import GoCDError
-from actors.gocd import GoCDClient, make_session
+from actors.gocd.client import GoCDClient, make_session
+from actors.gocd.poller import GoCDPoller
 from actors.messages import DeleteAgent, DisableAgent, EnableAgent, Poll, ReadAgent
-from actors.poller import GoCDPoller
 from actors.sim.gocd import GoCDSimulator
 from tests.gocd_support import PASSWORD, TOKEN, assert_no_secrets, no_secrets_in_logs, settings  # noqa: F401
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from actors.config import JudgeSettings, Profile
-from actors.judge import Judge, decide
+from actors.fleet.judge import Judge, decide
 from actors.messages import (
     BacklogSnapshot,
     Decide,
@@ -327,7 +327,7 @@ def test_judge_actor_in_dry_run_says_it_would_launch(clock, recorder, caplog):
 def test_the_debug_line_of_a_plan_is_a_summary(clock, recorder, caplog):
     judge = Judge(profiles=(SMALL,), settings=SETTINGS, clock=clock, registry=recorder)
     backlog = BacklogSnapshot(jobs=tuple(job(i) for i in range(10_000)), agents=(), fetched_at=clock.now())
-    with caplog.at_level(logging.DEBUG, logger="actors.judge"):
+    with caplog.at_level(logging.DEBUG, logger="actors.fleet.judge"):
         judge.on_receive(Decide(backlog=backlog, fleet=FleetView()))
     (line,) = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Plan at")]
     assert len(line) < 300 and "10000 job reason(s)" in line

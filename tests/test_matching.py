@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from actors.matching import environment_matches, job_fits_agent, resources_match
+from actors.fleet.matching import environment_matches, job_fits_agent, resources_match
 
 
 @pytest.mark.parametrize(

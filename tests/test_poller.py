@@ -16,6 +16,7 @@ from actors.exceptions import (
     GoCDServerError,
     GoCDUnprocessable,
 )
+from actors.gocd.poller import GoCDPoller, backoff_delay
 from actors.messages import (
     AgentChangeFailed,
     AgentDeleted,
@@ -37,7 +38,6 @@ from actors.messages import (
     ScheduledJob,
     Subscribe,
 )
-from actors.poller import GoCDPoller, backoff_delay
 from actors.sim.gocd import GoCDSimulator
 from tests.conftest import RecordingRef
 from tests.gocd_support import PASSWORD, no_secrets_in_logs, remoting, settings  # noqa: F401 (autouse fixture)
@@ -174,7 +174,7 @@ def test_failures_back_off_and_recover(clock, recorder, caplog):
     assert "500" in first.reason
     assert 10 < first.retry_in < second.retry_in <= 300
     client.jobs = (JOB,)
-    with caplog.at_level(logging.INFO, logger="actors.poller"):
+    with caplog.at_level(logging.INFO, logger="actors.gocd.poller"):
         poller.on_receive(Poll())
     assert isinstance(recorder.messages[-1], BacklogSnapshot)
     assert "answers again after 2 failed polls" in caplog.text
@@ -280,7 +280,7 @@ def test_agent_change_failures(clock, recorder, message, error, outcome):
 def test_dry_run_logs_changes_and_sends_none(clock, recorder, caplog):
     client = FakeClient()
     poller = _poller(clock, recorder, client, dry_run=True)
-    with caplog.at_level(logging.INFO, logger="actors.poller"):
+    with caplog.at_level(logging.INFO, logger="actors.gocd.poller"):
         for message in (EnableAgent("u1"), DisableAgent("u2"), DeleteAgent("u3")):
             poller.on_receive(message)
         poller.on_receive(ReadAgent("u4"))
@@ -294,7 +294,7 @@ def test_dry_run_logs_changes_and_sends_none(clock, recorder, caplog):
 def test_a_failed_job_history_read_is_logged_in_words(clock, recorder, caplog):
     client = FakeClient()
     client.errors["history"] = GoCDAuthError("not an admin", status=403)
-    with caplog.at_level(logging.WARNING, logger="actors.poller"):
+    with caplog.at_level(logging.WARNING, logger="actors.gocd.poller"):
         _poller(clock, recorder, client).on_receive(ReadJobHistory("u1"))
     assert "Cannot read the job history of GoCD agent u1: not an admin" in caplog.text
 
@@ -303,7 +303,7 @@ def test_job_history_before_19_11_fails_without_a_call_and_warns_once(clock, rec
     client = FakeClient()
     client.version = "19.10.0"
     poller = _poller(clock, recorder, client)
-    with caplog.at_level(logging.WARNING, logger="actors.poller"):
+    with caplog.at_level(logging.WARNING, logger="actors.gocd.poller"):
         poller.on_receive(ReadJobHistory("u1"))
         poller.on_receive(ReadJobHistory("u2"))
     assert client.calls == [("version", "")]

@@ -9,6 +9,7 @@ import re
 import pytest
 
 from actors.config import AgentSettings, JudgeSettings, Profile, Secret, profile_for_task
+from actors.fleet.registry import AgentRegistry
 from actors.messages import (
     AgentChangeFailed,
     AgentDeleted,
@@ -38,7 +39,6 @@ from actors.messages import (
     TaskLaunched,
     TaskUpdate,
 )
-from actors.registry import AgentRegistry
 from tests.conftest import RecordingRef
 
 PREFIX = "gocd-mesos-"
@@ -349,7 +349,7 @@ def test_dry_run_changes_nothing(clock, tmp_path):
 def test_dry_run_leaves_the_would_launch_line_to_the_judge(clock, tmp_path, caplog):
     """The judge logs the whole plan; a second line per launch here would say it twice."""
     h = Harness(clock, tmp_path, dry_run=True)
-    with caplog.at_level(logging.DEBUG, logger="actors.registry"):
+    with caplog.at_level(logging.DEBUG, logger="actors.fleet.registry"):
         h.plan(launches=[("linux", 3)])
     assert [r for r in caplog.records if r.levelno >= logging.INFO and "launch" in r.getMessage()] == []
 
@@ -366,7 +366,7 @@ def test_broken_state_file_is_kept_aside(clock, tmp_path, caplog):
 
 def _judge_view(h, *jobs):
     """The judge's plan for ``jobs`` on the registry's current fleet."""
-    from actors.judge import decide
+    from actors.fleet.judge import decide
     from actors.messages import ScheduledJob
 
     scheduled = tuple(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pykka
 
+from actors.mesos.scheduler import SchedulerAdapter
 from actors.messages import (
     MesosAgentLost,
     MesosDisconnected,
@@ -14,7 +15,6 @@ from actors.messages import (
     MesosRegistered,
     MesosStatusReceived,
 )
-from actors.scheduler import SchedulerAdapter
 
 OFFER = {
     "id": {"value": "O1"},

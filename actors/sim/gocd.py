@@ -8,7 +8,7 @@ with GoCD's exact-Accept rule, PATCH and DELETE rules and bodies, the agent job
 run history (v1, GoCD >= 19.11.0), the pipeline config API (v11, for elastic
 profiles), version and health, basic and bearer auth, maintenance mode, the
 agents' registration handshake and remoting API.
-It models jobs (scheduled, assigned by :mod:`actors.matching` when an agent
+It models jobs (scheduled, assigned by :mod:`actors.fleet.matching` when an agent
 asks for work, completed when the agent reports) and agents (Pending,
 Enabled, Disabled; LostContact after ``agent_timeout`` of silence). Time is
 the injected Clock; nothing runs in the background: silence is judged lazily
@@ -50,7 +50,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
 from actors.clock import Clock, RealClock, ScaledClock
-from actors.matching import job_fits_agent
+from actors.fleet.matching import job_fits_agent
 from actors.sim import serve_until_signal
 
 __all__ = ["GoCDSimulator", "main"]

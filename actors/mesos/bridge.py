@@ -3,8 +3,8 @@
 The bridge keeps a launch queue of requested agents, takes offers for them,
 declines the rest, and tells its subscribers (the registry) every task status.
 Which task goes into which offer and what a TaskInfo looks like are pure
-functions in :mod:`actors.offers`; the driver's callbacks reach the bridge as
-messages through :class:`~actors.scheduler.SchedulerAdapter`.
+functions in :mod:`actors.mesos.offers`; the driver's callbacks reach the bridge as
+messages through :class:`~actors.mesos.scheduler.SchedulerAdapter`.
 
 Accepted: :class:`~actors.messages.LaunchAgents`,
 :class:`~actors.messages.KillAgent`, :class:`~actors.messages.ReconcileTasks`,
@@ -42,11 +42,13 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from actors import offers, state
+from actors import state
 from actors.base import BaseActor, Publisher
 from actors.clock import Clock
 from actors.config import AgentSettings, MesosSettings, Profile
-from actors.driver import driver_factory as default_driver_factory
+from actors.mesos import offers
+from actors.mesos.driver import driver_factory as default_driver_factory
+from actors.mesos.scheduler import SchedulerAdapter
 from actors.messages import (
     FrameworkDisconnected,
     FrameworkError,
@@ -66,7 +68,6 @@ from actors.messages import (
     TaskLaunched,
     TaskUpdate,
 )
-from actors.scheduler import SchedulerAdapter
 
 __all__ = ["FRAMEWORK_ID_FILE", "MesosBridge"]
 

@@ -46,7 +46,7 @@ from typing import Any
 
 from actors.base import BaseActor, Publisher
 from actors.config import JudgeSettings, Profile
-from actors.matching import environment_matches, fold
+from actors.fleet.matching import environment_matches, fold
 from actors.messages import (
     Decide,
     FleetAgent,

@@ -2,7 +2,7 @@
 
 :class:`SchedulerAdapter` implements pymesos's Scheduler interface for both
 drivers. It runs on the driver's thread, so it only converts the callback's
-JSON into frozen values (:mod:`actors.offers`) and tells the bridge: no state,
+JSON into frozen values (:mod:`actors.mesos.offers`) and tells the bridge: no state,
 no lock, no blocking, no ask, and no exception ever escapes (in pymesos one
 would abort the IO thread). A callback that cannot be converted is logged and
 dropped.
@@ -24,7 +24,8 @@ import contextlib
 import logging
 from typing import Any
 
-from actors.driver import Scheduler
+from actors.mesos.driver import Scheduler
+from actors.mesos.offers import parse_offer, parse_status
 from actors.messages import (
     MesosAgentLost,
     MesosDisconnected,
@@ -35,7 +36,6 @@ from actors.messages import (
     MesosRegistered,
     MesosStatusReceived,
 )
-from actors.offers import parse_offer, parse_status
 
 __all__ = ["SchedulerAdapter"]
 

@@ -1,7 +1,7 @@
 """The GoCD poller: on every Poll, read the backlog and the agents, publish one snapshot.
 
 :class:`GoCDPoller` is the only actor that talks to GoCD. It owns the
-:class:`~actors.gocd.GoCDClient` (and so the HTTP session), polls on a
+:class:`~actors.gocd.client.GoCDClient` (and so the HTTP session), polls on a
 :class:`~actors.clock.Ticker`, backs off while GoCD fails, and carries out the
 agent changes other actors ask for, publishing their outcomes.
 """
@@ -19,7 +19,7 @@ from actors.base import BaseActor, Publisher
 from actors.clock import Clock, Ticker
 from actors.config import GoCDSettings
 from actors.exceptions import GoCDError, GoCDNotFound, GoCDUnprocessable
-from actors.gocd import JOB_HISTORY_SINCE, GoCDClient, make_session, version_tuple
+from actors.gocd.client import JOB_HISTORY_SINCE, GoCDClient, make_session, version_tuple
 from actors.messages import (
     AgentChangeFailed,
     AgentDeleted,
