@@ -32,7 +32,7 @@ setup(
         "test": ["pytest>=7", "pytest-timeout>=2"],
         "lint": ["ruff>=0.6", "mypy>=1.10", "types-requests"],
     },
-    entry_points={"console_scripts": ["gocd-mesosd = actors.app:main"]},
+    entry_points={"console_scripts": ["gocd-mesosd = actors.cli:main"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3.10",

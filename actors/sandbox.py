@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from actors import app
+from actors import system as gocd_mesos
 from actors.clock import Clock, ScaledClock
 from actors.config import (
     AgentSettings,
@@ -38,6 +38,7 @@ from actors.config import (
     Settings,
     StateSettings,
 )
+from actors.exceptions import GocdMesosError
 from actors.fleet.matching import job_fits_agent
 from actors.messages import FleetChanged, FleetView, ScalePlan, TaskUpdate
 
@@ -347,30 +348,27 @@ def run_sandbox(
     # Stop scheduling early enough that the last jobs can finish before the end.
     horizon = None if duration is None else max(0.0, duration * time_scale * 0.55)
     workload = _Workload(gocd, clock, demo_workload(), horizon)
-    failure: list[str] = []
-    daemon_stop = threading.Event()
-
-    def stop_hook(reason: str) -> None:
-        failure.append(reason)
-        daemon_stop.set()
-        stop_event.set()
-
-    runtime = app.Runtime(
-        settings=settings, clock=clock, dry_run=False, stop_hook=stop_hook, subscribers=(observer,)
-    )
-    status: list[int] = []
-    daemon = threading.Thread(
-        target=lambda: status.append(app.run(app.build_actors(runtime), daemon_stop, failure=failure)),
-        name="sandbox-daemon",
-        daemon=True,
-    )
     print(
         f"gocd-mesos sandbox: GoCD simulator {gocd_url}, Mesos simulator {mesos_url}, time x{time_scale:g}",
         file=out,
         flush=True,
     )
     start = clock.now()
-    daemon.start()
+    try:
+        system = gocd_mesos.start(settings, clock=clock, listeners=(observer,))
+    except GocdMesosError as e:
+        mesos.stop()
+        gocd.stop()
+        shutil.rmtree(state_dir, ignore_errors=True)
+        print(f"gocd-mesos sandbox: the daemon failed: {e}", file=out, flush=True)
+        return 1
+    # The daemon's end ends the sandbox too.
+    def watch() -> None:
+        system.wait()
+        stop_event.set()
+
+    watcher = threading.Thread(target=watch, name="sandbox-watch", daemon=True)
+    watcher.start()
     workload.start()
     try:
         # --duration is wall-clock time by definition, so this one reads the machine's clock.
@@ -388,8 +386,7 @@ def run_sandbox(
     finally:
         workload.stop()
         numbers = _report(gocd, mesos, observer, workload, settings.profiles)
-        daemon_stop.set()
-        daemon.join(30)
+        exit_ = system.stop()
         mesos.stop()
         gocd.stop()
         shutil.rmtree(state_dir, ignore_errors=True)
@@ -404,7 +401,7 @@ def run_sandbox(
         with open(report, "w", encoding="utf-8") as f:
             json.dump(numbers, f, indent=2)
             f.write("\n")
-    if failure or (status and status[0] != 0):
-        print(f"gocd-mesos sandbox: the daemon failed: {'; '.join(failure)}", file=out, flush=True)
+    if exit_ is not None and exit_.status != 0:
+        print(f"gocd-mesos sandbox: the daemon failed: {exit_.reason}", file=out, flush=True)
         return 1
     return 0

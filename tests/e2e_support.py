@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from actors import app
+from actors import system as gocd_mesos
 from actors.clock import ScaledClock
 from actors.config import (
     AgentSettings,
@@ -47,7 +47,8 @@ class System:
     mesos: MesosSimulator
     settings: Settings
     events: RecordingRef = field(default_factory=RecordingRef)
-    stop_event: threading.Event = field(default_factory=threading.Event)
+    #: The running daemon (an actors.system.System), once started.
+    daemon: Any = None
     failure: list[str] = field(default_factory=list)
     thread: threading.Thread | None = None
     status: list[int] = field(default_factory=list)
@@ -55,38 +56,24 @@ class System:
     refs: dict[str, Any] = field(default_factory=dict)
 
     def start_daemon(self, dry_run: bool = False) -> None:
-        self.stop_event = threading.Event()
-
-        def stop_hook(reason: str) -> None:
-            self.failure.append(reason)
-            self.stop_event.set()
-
-        runtime = app.Runtime(
-            settings=self.settings,
-            clock=self.clock,
-            dry_run=dry_run,
-            stop_hook=stop_hook,
-            subscribers=(self.events,),
+        """Start the daemon through the one entry point; a thread waits for its end."""
+        self.daemon = gocd_mesos.start(
+            self.settings, clock=self.clock, listeners=(self.events,), dry_run=dry_run
         )
-        self.refs = {}
+        self.refs = dict(self.daemon.refs)
 
-        def keep(spec: app.ActorSpec) -> app.ActorSpec:
-            def start() -> Any:
-                self.refs[spec.name] = spec.start()
-                return self.refs[spec.name]
+        def watch(daemon: Any) -> None:
+            ended = daemon.wait()
+            if ended.reason:
+                self.failure.append(ended.reason)
+            self.status.append(ended.status)
 
-            return app.ActorSpec(spec.name, start)
-
-        specs = [keep(spec) for spec in app.build_actors(runtime)]
-        self.thread = threading.Thread(
-            target=lambda: self.status.append(app.run(specs, self.stop_event, failure=self.failure)),
-            name="daemon-run",
-            daemon=True,
-        )
+        self.thread = threading.Thread(target=watch, args=(self.daemon,), name="daemon-wait", daemon=True)
         self.thread.start()
 
     def stop_daemon(self) -> None:
-        self.stop_event.set()
+        if self.daemon is not None:
+            self.daemon.stop(block=False)
         if self.thread is not None:
             self.thread.join(30)
             assert not self.thread.is_alive(), "daemon did not stop"

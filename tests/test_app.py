@@ -13,8 +13,9 @@ from pathlib import Path
 import pykka
 import pytest
 
-from actors import __version__, app
+from actors import __version__, cli, system
 from actors.base import BaseActor, Ping
+from actors.exceptions import GocdMesosError
 from tests.conftest import ROOT, SAMPLE_CONFIG
 
 BIN = str(ROOT / "bin" / "gocd-mesosd")
@@ -22,14 +23,14 @@ BIN = str(ROOT / "bin" / "gocd-mesosd")
 
 def test_version(capsys):
     with pytest.raises(SystemExit) as info:
-        app.main(["--version"])
+        cli.main(["--version"])
     assert info.value.code == 0
     assert __version__ in capsys.readouterr().out
 
 
 def test_check_config_prints_masked_config(capsys, monkeypatch):
     monkeypatch.setenv("GOCD_MESOS_GOCD_TOKEN", "tok-supersecret")
-    assert app.main(["--check-config", SAMPLE_CONFIG]) == 0
+    assert cli.main(["--check-config", SAMPLE_CONFIG]) == 0
     out, err = capsys.readouterr()
     assert "[profiles]" in out and "token = ****" in out
     assert "tok-supersecret" not in out + err
@@ -43,7 +44,7 @@ def test_bad_config_exits_2_and_names_every_problem(tmp_path, capsys):
         "[gocd]\nurll = x\npoll_interval = soon\n[mesos]\nmaster = http://m:5050\n"
         "[agents]\nauto_register_key = k\n[profiles]\n[[l]]\nimage = i\ncpus = lots\n"
     )
-    assert app.main(["--check-config", str(bad)]) == 2
+    assert cli.main(["--check-config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert f"{bad}: [gocd] url: missing (required)" in err
     assert f"{bad}: [gocd] urll: unknown key (did you mean 'url'?)" in err
@@ -59,7 +60,7 @@ def test_check_config_refuses_values_that_would_break_the_daemon(tmp_path, capsy
         "[agents]\nauto_register_key = k\n[profiles]\n[[l]]\nimage = i\ncpus = inf\n"
         "[judge]\nstale_after = 0\n"
     )
-    assert app.main(["--check-config", str(bad)]) == 2
+    assert cli.main(["--check-config", str(bad)]) == 2
     err = capsys.readouterr().err
     assert f'{bad}: [gocd] poll_interval: "0" is too short (must be at least 1s)' in err
     assert f'{bad}: [gocd] timeout: "0" is too short (must be at least 1s)' in err
@@ -70,7 +71,7 @@ def test_check_config_refuses_values_that_would_break_the_daemon(tmp_path, capsy
 
 def test_missing_config_argument_is_a_usage_error():
     with pytest.raises(SystemExit) as info:
-        app.main([])
+        cli.main([])
     assert info.value.code == 2
 
 
@@ -109,11 +110,11 @@ def test_run_starts_in_order_and_stops_in_reverse():
     log: list[str] = []
     stop = threading.Event()
     specs = [
-        app.ActorSpec(n, lambda n=n: Recorder.start(n, log))
+        system.ActorSpec(n, lambda n=n: Recorder.start(n, log))
         for n in ("registry", "judge", "bridge", "poller")
     ]
     stop.set()  # stop as soon as everything is up
-    assert app.run(specs, stop) == 0
+    assert system.run(specs, stop) == 0
     assert log == [
         "start registry",
         "start judge",
@@ -145,9 +146,9 @@ def test_a_crashed_actor_stops_the_daemon_with_status_1():
             b_ready.set()
         return refs[name]
 
-    specs = [app.ActorSpec("a", lambda: start("a")), app.ActorSpec("b", lambda: start("b"))]
+    specs = [system.ActorSpec("a", lambda: start("a")), system.ActorSpec("b", lambda: start("b"))]
     thread = threading.Thread(
-        target=lambda: failure.append(app.run(specs, stop, failure=failure)), daemon=True
+        target=lambda: failure.append(system.run(specs, stop, failure=failure)), daemon=True
     )
     thread.start()
     assert b_ready.wait(10)
@@ -213,11 +214,11 @@ def test_an_actor_that_dies_without_reporting_stops_the_daemon_with_status_1(cap
         return refs[name]
 
     doomed = ReleaseFails if kill == "on_failure raises" else Recorder
-    specs = [app.ActorSpec("a", lambda: start("a", doomed)), app.ActorSpec("b", lambda: start("b"))]
+    specs = [system.ActorSpec("a", lambda: start("a", doomed)), system.ActorSpec("b", lambda: start("b"))]
     status: list[int] = []
-    with caplog.at_level(logging.ERROR, logger="actors.app"):
+    with caplog.at_level(logging.ERROR, logger="actors.system"):
         thread = threading.Thread(
-            target=lambda: status.append(app.run(specs, stop, failure=failure)), daemon=True
+            target=lambda: status.append(system.run(specs, stop, failure=failure)), daemon=True
         )
         thread.start()
         assert ready.wait(10)
@@ -229,7 +230,7 @@ def test_an_actor_that_dies_without_reporting_stops_the_daemon_with_status_1(cap
         thread.join(20)
     assert not thread.is_alive(), "run() did not notice that a is dead"
     assert status == [1]
-    (line,) = [r.getMessage() for r in caplog.records if r.name == "actors.app"]
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "actors.system"]
     assert line == "Stopped because a is no longer running"
     assert "stop b" in log
     assert not stop.is_set() and failure == []
@@ -241,7 +242,7 @@ def test_run_stops_only_its_own_actors():
     other = Recorder.start("other", log)
     stop = threading.Event()
     stop.set()
-    assert app.run([app.ActorSpec("mine", lambda: Recorder.start("mine", log))], stop) == 0
+    assert system.run([system.ActorSpec("mine", lambda: Recorder.start("mine", log))], stop) == 0
     # A stop told to it before this ping would fail the ping with ActorDeadError.
     assert other.ask(Ping(), timeout=5) == "pong"
     assert log == ["start other", "start mine", "stop mine"]
@@ -252,10 +253,10 @@ def test_failed_start_stops_the_ones_already_started():
     log: list[str] = []
 
     def broken():
-        raise app.GocdMesosError("no state dir")
+        raise GocdMesosError("no state dir")
 
-    specs = [app.ActorSpec("a", lambda: Recorder.start("a", log)), app.ActorSpec("b", broken)]
-    assert app.run(specs, threading.Event()) == 1
+    specs = [system.ActorSpec("a", lambda: Recorder.start("a", log)), system.ActorSpec("b", broken)]
+    assert system.run(specs, threading.Event()) == 1
     assert log == ["start a", "stop a"]
 
 

@@ -258,7 +258,7 @@ def test_any_dead_actor_ends_the_daemon_with_status_1(system, caplog, actor, kil
         s.thread.join(15)
         assert not s.thread.is_alive(), f"the daemon ran on after {actor} died ({kill})"
     assert s.status == [1]
-    (line,) = [r.getMessage() for r in caplog.records if r.name == "actors.app" and r.levelname == "ERROR"]
+    (line,) = [r.getMessage() for r in caplog.records if r.name == "actors.system" and r.levelname == "ERROR"]
     assert line.startswith("Stopped because ") and actor in line, line
     if kill == "state dir unwritable":
         assert f"[state] dir {s.settings.state.dir} is not writable" in line
@@ -299,7 +299,7 @@ def test_daemon_exits_1_when_its_state_dir_becomes_unwritable(tmp_path):
         proc.kill()
         s.stop()
     last_error = [line for line in lines if " ERROR " in line][-1]
-    assert " actors.app " in last_error, "".join(lines)
+    assert " actors.system " in last_error, "".join(lines)
     assert f"Stopped because AgentRegistry crashed: [state] dir {state_dir} is not writable" in last_error
 
 

@@ -46,11 +46,11 @@ def test_sandbox_command_line(tmp_path):
 
 
 def test_sandbox_options_need_sandbox(capsys):
-    from actors import app
+    from actors import cli
 
     for argv in (["--duration", "3", "x.ini"], ["--sandbox", "x.ini"], ["--sandbox", "--time-scale", "0"]):
         try:
-            app.main(argv)
+            cli.main(argv)
         except SystemExit as e:
             assert e.code == 2
         else:

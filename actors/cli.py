@@ -1,0 +1,202 @@
+"""The command line: ``gocd-mesosd``'s arguments, logging, signals and exit status.
+
+:func:`main` is what ``gocd-mesosd`` (and ``bin/gocd-mesosd``) runs: it parses
+the command line, loads the configuration (exit 2 on any problem), sets up
+logging, starts the system through :func:`actors.system.start`, and blocks
+until SIGTERM/SIGINT or a dead actor, then stops the system. Exit status: 0
+after an orderly stop, 1 on a runtime failure, 2 on a configuration or usage
+error. ``--sandbox`` hands over to :func:`actors.sandbox.run_sandbox`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from actors import __version__, config
+from actors.exceptions import ConfigError, GocdMesosError
+from actors.system import System, start
+
+__all__ = ["main", "parse_args", "setup_logging"]
+
+logger = logging.getLogger(__name__)
+
+#: Libraries whose INFO chatter operators do not need.
+NOISY_LOGGERS = ("urllib3", "requests", "pykka", "kazoo", "pymesos")
+
+
+# --- logging ----------------------------------------------------------------
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, thread, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "thread": record.threadName,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            data["exception"] = self.formatException(record.exc_info)
+        return json.dumps(data, ensure_ascii=False)
+
+
+def setup_logging(level: str, fmt: str, stream: Any = None) -> None:
+    """Log to stderr (journald picks it up) at ``level`` in ``fmt``."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)-7s %(name)s [%(threadName)s] %(message)s")
+        )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    quiet = max(logging.WARNING, root.level)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(quiet)
+    if hasattr(signal, "SIGUSR1"):
+        # `kill -USR1 <pid>` dumps every thread's stack to stderr.
+        faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
+# --- command line -------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="gocd-mesosd",
+        description="Autoscale GoCD build agents on Apache Mesos from the GoCD job backlog.",
+    )
+    parser.add_argument("config", nargs="?", help="path of the INI configuration (see etc/gocd-mesos.ini)")
+    parser.add_argument(
+        "--check-config",
+        action="store_true",
+        help="validate the configuration, print it with secrets masked, and exit",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="decide and log, but never launch, kill or change an agent, write the state dir "
+        "or connect to Mesos",
+    )
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        help="override [logging] level",
+    )
+    parser.add_argument("--log-format", choices=("text", "json"), help="override [logging] format")
+    sandbox = parser.add_argument_group(
+        "sandbox (both simulators and the daemon in one process, no config needed)"
+    )
+    sandbox.add_argument("--sandbox", action="store_true", help="run the demo on simulated GoCD and Mesos")
+    sandbox.add_argument(
+        "--duration",
+        type=float,
+        metavar="S",
+        help="wall-clock seconds before the final summary (default: until Ctrl-C)",
+    )
+    sandbox.add_argument(
+        "--time-scale",
+        type=float,
+        default=1.0,
+        metavar="X",
+        help="simulated time runs X times faster (default 1)",
+    )
+    sandbox.add_argument("--report", metavar="FILE", help="write the final numbers as JSON to FILE")
+    parser.add_argument("--version", action="version", version=f"gocd-mesos {__version__}")
+    args = parser.parse_args(argv)
+    if args.sandbox:
+        if args.config or args.check_config or args.dry_run:
+            parser.error("--sandbox takes no configuration file, --check-config or --dry-run")
+        if args.time_scale <= 0 or (args.duration is not None and args.duration <= 0):
+            parser.error("--time-scale and --duration must be positive")
+    elif not args.config:
+        parser.error("the configuration file is required (or --sandbox)")
+    elif args.duration is not None or args.report or args.time_scale != 1.0:
+        parser.error("--duration, --time-scale and --report go with --sandbox")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``gocd-mesosd``; returns the exit status."""
+    args = parse_args(argv)
+    if args.sandbox:
+        return _sandbox(args)
+    try:
+        settings = config.load(args.config)
+    except ConfigError as e:
+        for problem in e.problems:
+            print(problem, file=sys.stderr)
+        print(f"gocd-mesosd: {len(e.problems)} configuration problem(s); nothing started", file=sys.stderr)
+        return 2
+    if args.check_config:
+        sys.stdout.write(config.render(settings))
+        print(f"# {args.config}: configuration OK", file=sys.stderr)
+        return 0
+
+    setup_logging(args.log_level or settings.logging.level, args.log_format or settings.logging.format)
+    running: list[System] = []
+    stop_asked = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        logger.info("Got %s; stopping (Mesos keeps the agents running)", signal.Signals(signum).name)
+        stop_asked.set()
+        for system in running:
+            system.stop(block=False)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if args.dry_run:
+        # The state dir may be a running daemon's: a dry run only reads it.
+        logger.info("Dry run: decisions are logged; nothing is launched, killed, changed or saved")
+    else:
+        try:
+            os.makedirs(settings.state.dir, exist_ok=True)
+            probe = os.path.join(settings.state.dir, ".write-test")
+            with open(probe, "w", encoding="utf-8"):
+                pass
+            os.unlink(probe)
+        except OSError as e:
+            logger.error("[state] dir %s is not writable: %s", settings.state.dir, e.strerror or e)
+            return 1
+    try:
+        running.append(start(settings, dry_run=args.dry_run))
+    except GocdMesosError:
+        return 1  # start() has logged why
+    if stop_asked.is_set():
+        running[0].stop(block=False)
+    return running[0].wait().status
+
+
+def _sandbox(args: argparse.Namespace) -> int:
+    from actors.sandbox import run_sandbox
+
+    setup_logging(args.log_level or "WARNING", args.log_format or "text")
+    stop_event = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop_event.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return run_sandbox(
+        duration=args.duration, time_scale=args.time_scale, report=args.report, stop_event=stop_event
+    )
