@@ -44,7 +44,9 @@ __all__ = [
     "Settings",
     "StateSettings",
     "Volume",
+    "from_dict",
     "load",
+    "loads",
     "parse_duration",
     "parse_memsize",
     "profile_for_task",
@@ -327,6 +329,13 @@ class Settings:
     #: Path of the file these settings came from ("" when built in code).
     source: str = ""
 
+    @classmethod
+    def from_dict(
+        cls, data: Mapping[str, Any], source: str = "<settings>", environ: Mapping[str, str] | None = None
+    ) -> Settings:
+        """Settings built in code, checked as an INI file is (see :func:`from_dict`)."""
+        return from_dict(data, source, environ)
+
     def profile(self, name: str) -> Profile:
         """The profile called ``name``; KeyError if there is none."""
         for profile in self.profiles:
@@ -590,13 +599,54 @@ def load(path: str, environ: Mapping[str, str] | None = None) -> Settings:
 
 def loads(lines: list[str], path: str = "<config>", environ: Mapping[str, str] | None = None) -> Settings:
     """Like :func:`load`, from lines already read; ``path`` names them in errors."""
-    environ = os.environ if environ is None else environ
     try:
-        spec = configobj.ConfigObj(spec_lines(), list_values=False, _inspec=True, encoding="utf-8")
-        cfg = configobj.ConfigObj(lines, configspec=spec, interpolation=False, encoding="utf-8")
+        cfg = configobj.ConfigObj(lines, configspec=_spec(), interpolation=False, encoding="utf-8")
     except configobj.ConfigObjError as e:
         raise ConfigError(f"{path}: {e}") from None
+    return _validated(cfg, path, os.environ if environ is None else environ)
 
+
+def from_dict(
+    data: Mapping[str, Any], source: str = "<settings>", environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Settings built in code: ``data`` has the INI file's sections and keys, nested
+    (``{"gocd": {"url": ...}, "profiles": {"linux": {"image": ..., "max": 5}}}``), with
+    values as the INI spells them or as Python values (numbers, booleans, lists).
+
+    Checked exactly as a file is, with the same messages (``source`` stands for the
+    file's name in them); raises ConfigError listing every problem.
+    """
+    try:
+        cfg = configobj.ConfigObj(_as_ini_values(data), configspec=_spec(), interpolation=False)
+    except (configobj.ConfigObjError, TypeError, ValueError) as e:
+        raise ConfigError(f"{source}: {e}") from None
+    return _validated(cfg, source, os.environ if environ is None else environ)
+
+
+def _as_ini_values(data: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` with each value as the INI file would give it to the checks."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            out[str(key)] = _as_ini_values(value)
+        elif isinstance(value, bool):
+            out[str(key)] = "true" if value else "false"
+        elif isinstance(value, (list, tuple)):
+            out[str(key)] = [str(item) for item in value]
+        elif isinstance(value, Secret):
+            out[str(key)] = value.reveal()
+        else:
+            out[str(key)] = str(value)
+    return out
+
+
+def _spec() -> Any:
+    return configobj.ConfigObj(spec_lines(), list_values=False, _inspec=True, encoding="utf-8")
+
+
+def _validated(cfg: Any, path: str, environ: Mapping[str, str]) -> Settings:
+    """Check ``cfg`` against its spec; the Settings, or ConfigError with every problem."""
+    spec = cfg.configspec
     problems: list[str] = []
     result = cfg.validate(validate.Validator(CHECKS), preserve_errors=True)
     errors = configobj.flatten_errors(cfg, result) if result is not True else []

@@ -362,6 +362,7 @@ def run_sandbox(
         shutil.rmtree(state_dir, ignore_errors=True)
         print(f"gocd-mesos sandbox: the daemon failed: {e}", file=out, flush=True)
         return 1
+
     # The daemon's end ends the sandbox too.
     def watch() -> None:
         system.wait()

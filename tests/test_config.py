@@ -617,3 +617,50 @@ def test_a_shared_slug_is_reported_with_every_other_problem():
         "gocd-mesos recognises a profile's agents from the slug in their task id (the name in lower "
         "case, other characters than a-z and 0-9 as '-', at most 20 characters), so rename one",
     ]
+
+
+# --- settings built in code ---------------------------------------------------------
+
+
+CODE = {
+    "gocd": {"url": "http://gocd.example.com:8153/go", "poll_interval": 5},
+    "mesos": {"master": "http://mesos.example.com:5050", "checkpoint": True},
+    "agents": {"auto_register_key": "k"},
+    "profiles": {
+        "linux": {"image": "gocd/gocd-agent-ubuntu-24.04:v25.1.0", "resources": ["linux", "docker"]}
+    },
+    "state": {"dir": "/tmp/gocd-mesos-state"},
+}
+
+
+def test_settings_built_in_code_equal_the_same_ini_file():
+    from actors.config import Settings, from_dict
+
+    built = Settings.from_dict(CODE, environ={})
+    ini = load_text(
+        "[gocd]\nurl = http://gocd.example.com:8153/go\npoll_interval = 5s\n"
+        "[mesos]\nmaster = http://mesos.example.com:5050\ncheckpoint = true\n"
+        "[agents]\nauto_register_key = k\n"
+        "[profiles]\n[[linux]]\nimage = gocd/gocd-agent-ubuntu-24.04:v25.1.0\nresources = linux, docker\n"
+        "[state]\ndir = /tmp/gocd-mesos-state\n"
+    )
+    assert dataclasses.replace(built, source=ini.source) == ini
+    assert from_dict(CODE, environ={}) == built
+    assert built.gocd.poll_interval == 5.0 and built.profiles[0].resources == ("linux", "docker")
+
+
+def test_settings_built_in_code_report_every_problem_as_a_file_does():
+    from actors.config import Settings
+
+    bad = {
+        **CODE,
+        "gocd": {"url": "http://gocd/", "poll_interval": 0, "pol_interval": 3},
+        "judge": {"policy": 3},
+    }
+    with pytest.raises(ConfigError) as info:
+        Settings.from_dict(bad, source="embedded", environ={})
+    problems = info.value.problems
+    assert all(p.startswith("embedded: ") for p in problems)
+    assert any("[gocd] url" in p for p in problems)
+    assert any("[gocd] poll_interval" in p for p in problems)
+    assert any("pol_interval: unknown key (did you mean 'poll_interval'?)" in p for p in problems)
