@@ -11,21 +11,22 @@ import pytest
 from actors import state
 from actors.config import AgentSettings, Constraint, MesosSettings, Profile, Secret
 from actors.mesos.bridge import FRAMEWORK_ID_FILE, MesosBridge
+from actors.mesos.events import (
+    MesosAttribute,
+    MesosDisconnected,
+    MesosErrorReceived,
+    MesosOffer,
+    MesosOffersReceived,
+    MesosResource,
+    MesosStatusReceived,
+    MesosTaskStatus,
+)
 from actors.messages import (
     FrameworkDisconnected,
     FrameworkError,
     FrameworkRegistered,
     KillAgent,
     LaunchAgents,
-    MesosAttribute,
-    MesosDisconnected,
-    MesosErrorReceived,
-    MesosOffer,
-    MesosOffersReceived,
-    MesosRegistered,
-    MesosResource,
-    MesosStatusReceived,
-    MesosTaskStatus,
     ReconcileTasks,
     TaskLaunched,
     TaskUpdate,
@@ -104,7 +105,7 @@ def make(tmp_path, clock, recorder):
 
 
 def registered(bridge, framework_id="F-1", reregistered=False):
-    bridge.on_receive(MesosRegistered(framework_id, reregistered, "127.0.0.1:5050"))
+    bridge.on_receive(FrameworkRegistered(framework_id, reregistered, "127.0.0.1:5050"))
 
 
 def test_start_subscribes_with_the_persisted_framework_id(make, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from actors.config import AgentSettings, Constraint, MesosSettings, Profile, Secret, Volume
+from actors.mesos.events import MesosAttribute, MesosOffer, MesosResource
 from actors.mesos.offers import (
     HOSTNAME_MAX,
     LABEL_FRAMEWORK,
@@ -20,7 +21,6 @@ from actors.mesos.offers import (
     satisfies,
     status_dict,
 )
-from actors.messages import MesosAttribute, MesosOffer, MesosResource
 
 AGENTS = AgentSettings(go_server_url="https://gocd.example:8154/go", auto_register_key=Secret("k-123"))
 SMALL = Profile(name="small", image="gocd/gocd-agent-ubuntu-24.04:v25.1.0", cpus=1, mem=1024, disk=0)

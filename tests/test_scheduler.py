@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import pykka
 
-from actors.mesos.scheduler import SchedulerAdapter
-from actors.messages import (
+from actors.mesos.events import (
     MesosAgentLost,
     MesosDisconnected,
     MesosErrorReceived,
     MesosExecutorLost,
     MesosOfferRescinded,
     MesosOffersReceived,
-    MesosRegistered,
     MesosStatusReceived,
 )
+from actors.mesos.scheduler import SchedulerAdapter
+from actors.messages import FrameworkRegistered
 
 OFFER = {
     "id": {"value": "O1"},
@@ -46,8 +46,8 @@ def test_callbacks_become_messages(recorder):
     adapter.error(driver, "Framework failed over")
     kinds = [type(m) for m in recorder.messages]
     assert kinds == [
-        MesosRegistered,
-        MesosRegistered,
+        FrameworkRegistered,
+        FrameworkRegistered,
         MesosDisconnected,
         MesosOffersReceived,
         MesosOfferRescinded,
@@ -56,9 +56,9 @@ def test_callbacks_become_messages(recorder):
         MesosExecutorLost,
         MesosErrorReceived,
     ]
-    first, again = recorder.of(MesosRegistered)
-    assert first == MesosRegistered("F-1", False, "127.0.0.1:5050")
-    assert again == MesosRegistered("F-1", True, "127.0.0.1:5051")
+    first, again = recorder.of(FrameworkRegistered)
+    assert first == FrameworkRegistered("F-1", False, "127.0.0.1:5050")
+    assert again == FrameworkRegistered("F-1", True, "127.0.0.1:5051")
     (offers,) = recorder.of(MesosOffersReceived)
     assert [o.id for o in offers.offers] == ["O1"]  # the unreadable offer is dropped
     assert recorder.of(MesosStatusReceived)[0].status.uuid == "dQ=="

@@ -9,7 +9,7 @@ messages through :class:`~actors.mesos.scheduler.SchedulerAdapter`.
 Accepted: :class:`~actors.messages.LaunchAgents`,
 :class:`~actors.messages.KillAgent`, :class:`~actors.messages.ReconcileTasks`,
 :class:`~actors.messages.Subscribe`, and from the adapter
-:class:`~actors.messages.MesosRegistered`, ``MesosDisconnected``,
+:class:`~actors.messages.FrameworkRegistered`, ``MesosDisconnected``,
 ``MesosOffersReceived``, ``MesosOfferRescinded``, ``MesosStatusReceived``,
 ``MesosAgentLost``, ``MesosExecutorLost``, ``MesosErrorReceived``.
 
@@ -48,6 +48,15 @@ from actors.clock import Clock
 from actors.config import AgentSettings, MesosSettings, Profile
 from actors.mesos import offers
 from actors.mesos.driver import driver_factory as default_driver_factory
+from actors.mesos.events import (
+    MesosAgentLost,
+    MesosDisconnected,
+    MesosErrorReceived,
+    MesosExecutorLost,
+    MesosOfferRescinded,
+    MesosOffersReceived,
+    MesosStatusReceived,
+)
 from actors.mesos.scheduler import SchedulerAdapter
 from actors.messages import (
     FrameworkDisconnected,
@@ -55,14 +64,6 @@ from actors.messages import (
     FrameworkRegistered,
     KillAgent,
     LaunchAgents,
-    MesosAgentLost,
-    MesosDisconnected,
-    MesosErrorReceived,
-    MesosExecutorLost,
-    MesosOfferRescinded,
-    MesosOffersReceived,
-    MesosRegistered,
-    MesosStatusReceived,
     ReconcileTasks,
     Subscribe,
     TaskLaunched,
@@ -166,7 +167,7 @@ class MesosBridge(BaseActor):
             self._on_offers(message)
         elif isinstance(message, MesosStatusReceived):
             self._status(message)
-        elif isinstance(message, MesosRegistered):
+        elif isinstance(message, FrameworkRegistered):
             self._registered(message)
         elif isinstance(message, MesosDisconnected):
             self._disconnected()
@@ -312,7 +313,7 @@ class MesosBridge(BaseActor):
         if status.uuid:
             self._call("acknowledgeStatusUpdate", offers.status_dict(status))
 
-    def _registered(self, message: MesosRegistered) -> None:
+    def _registered(self, message: FrameworkRegistered) -> None:
         self._connected = True
         if message.framework_id and message.framework_id != self._framework_id:
             self._framework_id = message.framework_id
@@ -326,9 +327,7 @@ class MesosBridge(BaseActor):
             message.master or "?",
             message.framework_id,
         )
-        self._publisher.publish(
-            FrameworkRegistered(message.framework_id, message.reregistered, message.master)
-        )
+        self._publisher.publish(message)
         if self._tasks:
             self._call("reconcileTasks", [{"task_id": {"value": t}} for t in sorted(self._tasks)])
         self._call("reconcileTasks", [])

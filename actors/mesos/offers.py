@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from actors.config import AgentSettings, Constraint, MesosSettings, Profile
-from actors.messages import MesosAttribute, MesosOffer, MesosResource, MesosTaskStatus
+from actors.mesos.events import MesosAttribute, MesosOffer, MesosResource, MesosTaskStatus
 
 __all__ = [
     "HOSTNAME_MAX",

@@ -7,14 +7,14 @@ no lock, no blocking, no ask, and no exception ever escapes (in pymesos one
 would abort the IO thread). A callback that cannot be converted is logged and
 dropped.
 
-Sent to the bridge: :class:`~actors.messages.MesosRegistered`,
-:class:`~actors.messages.MesosDisconnected`,
-:class:`~actors.messages.MesosOffersReceived`,
-:class:`~actors.messages.MesosOfferRescinded`,
-:class:`~actors.messages.MesosStatusReceived`,
-:class:`~actors.messages.MesosAgentLost`,
-:class:`~actors.messages.MesosExecutorLost`,
-:class:`~actors.messages.MesosErrorReceived`. Heartbeats, inverse offers and
+Sent to the bridge: :class:`~actors.messages.FrameworkRegistered`,
+:class:`~actors.mesos.events.MesosDisconnected`,
+:class:`~actors.mesos.events.MesosOffersReceived`,
+:class:`~actors.mesos.events.MesosOfferRescinded`,
+:class:`~actors.mesos.events.MesosStatusReceived`,
+:class:`~actors.mesos.events.MesosAgentLost`,
+:class:`~actors.mesos.events.MesosExecutorLost`,
+:class:`~actors.mesos.events.MesosErrorReceived`. Heartbeats, inverse offers and
 framework messages are only logged.
 """
 
@@ -25,17 +25,17 @@ import logging
 from typing import Any
 
 from actors.mesos.driver import Scheduler
-from actors.mesos.offers import parse_offer, parse_status
-from actors.messages import (
+from actors.mesos.events import (
     MesosAgentLost,
     MesosDisconnected,
     MesosErrorReceived,
     MesosExecutorLost,
     MesosOfferRescinded,
     MesosOffersReceived,
-    MesosRegistered,
     MesosStatusReceived,
 )
+from actors.mesos.offers import parse_offer, parse_status
+from actors.messages import FrameworkRegistered
 
 __all__ = ["SchedulerAdapter"]
 
@@ -68,7 +68,7 @@ class SchedulerAdapter(Scheduler):
     def registered(self, driver: Any, frameworkId: Any, masterInfo: Any) -> None:
         try:
             self._tell(
-                MesosRegistered(
+                FrameworkRegistered(
                     framework_id=_value(frameworkId), reregistered=False, master=_master(masterInfo)
                 )
             )
@@ -79,7 +79,7 @@ class SchedulerAdapter(Scheduler):
         try:
             framework_id = str(getattr(driver, "framework_id", "") or "")
             self._tell(
-                MesosRegistered(framework_id=framework_id, reregistered=True, master=_master(masterInfo))
+                FrameworkRegistered(framework_id=framework_id, reregistered=True, master=_master(masterInfo))
             )
         except Exception:
             logger.exception("reregistered callback failed")
