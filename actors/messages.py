@@ -157,8 +157,18 @@ class GoAgent:
 
     @property
     def is_elastic(self) -> bool:
-        """Whether an elastic agent plugin owns this agent."""
-        return bool(self.elastic_agent_id or self.elastic_plugin_id)
+        """Whether an elastic agent plugin owns this agent: both elastic ids are set and not blank.
+
+        GoCD's own test (``Agent.isElastic`` in gocd's
+        ``config/config-api/src/main/java/com/thoughtworks/go/config/Agent.java``); the agents
+        API sends both ids or neither (``AgentRepresenter``), so one id alone is no elastic agent.
+        """
+        return bool(
+            self.elastic_agent_id
+            and self.elastic_agent_id.strip()
+            and self.elastic_plugin_id
+            and self.elastic_plugin_id.strip()
+        )
 
 
 @dataclass(frozen=True)

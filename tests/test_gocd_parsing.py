@@ -316,6 +316,22 @@ def test_parse_agent(payload, expected):
     assert parse_agent(copy.deepcopy(payload)) == expected
 
 
+@pytest.mark.parametrize(
+    ("agent_id", "plugin_id", "elastic"),
+    [
+        (None, None, False),
+        ("k8s-ea-abc", None, False),
+        (None, "cd.go.contrib.elasticagent.kubernetes", False),
+        ("k8s-ea-abc", " ", False),
+        ("k8s-ea-abc", "cd.go.contrib.elasticagent.kubernetes", True),
+    ],
+)
+def test_an_agent_is_elastic_only_with_both_ids(agent_id, plugin_id, elastic):
+    # GoCD's Agent.isElastic: elasticAgentId and elasticPluginId both non-null and non-blank.
+    agent = _replace(IDLE, elastic_agent_id=agent_id, elastic_plugin_id=plugin_id)
+    assert agent.is_elastic is elastic
+
+
 @pytest.mark.parametrize("payload", [None, [], "x", {"hostname": "h"}, {"uuid": ""}, {"uuid": 7}])
 def test_parse_agent_rejects_non_agents(payload):
     with pytest.raises(ValueError):

@@ -479,6 +479,17 @@ def test_assignment_follows_gocds_rules(sim):
     assert job_states(sim.state())["plain/1/build/1/job"] == "completed"
 
 
+@pytest.mark.parametrize(("defined", "gets_work"), [((), True), (("qa",), False)])
+def test_an_environment_no_one_defined_does_not_hold_an_agent_back(make_sim, defined, gets_work):
+    # GoCD joins an agent only to environments that exist (EnvironmentConfigService); the
+    # agents API shows the other names with origin "unknown".
+    sim = make_sim(environments=defined)
+    (locator,) = sim.schedule_jobs("plain")
+    uuid = sim.add_agent("qa-box", environments=["QA"])
+    work = remoting(sim, uuid, "get_work").json()["work"]
+    assert (work is not None and work["locator"] == locator) is gets_work
+
+
 def test_a_disabled_agent_finishes_its_job_and_takes_no_new_one(sim):
     first, second = sim.schedule_jobs("app", count=2)
     uuid = sim.add_agent("a1")

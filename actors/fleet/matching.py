@@ -1,8 +1,10 @@
 """GoCD's rules for which agent may run which job, as pure functions.
 
-The GoCD simulator assigns work by these rules and the judge predicts with
-them which profile's agents could take a waiting job, so both agree with the
-real server (``gocd-api.md`` 4.4, ``BuildAssignmentService``):
+The judge predicts with them which profile's agents could take a waiting job,
+as the real server would assign it (``gocd-api.md`` 4.4, ``BuildAssignmentService``).
+The GoCD simulator does not use them: it has its own copy written from GoCD's
+source (``actors.sim.gocd_assignment``), and ``tests/test_matching_agreement.py``
+checks that the two agree:
 
 * resources: the agent's resources are a superset of the job's, compared
   case-insensitively;
@@ -12,6 +14,11 @@ real server (``gocd-api.md`` 4.4, ``BuildAssignmentService``):
   ``CaseInsensitiveString`` does);
 * a job that needs an elastic profile never goes to a normal agent, and an
   elastic agent only takes such jobs.
+
+Known difference: GoCD ignores an environment name on an agent that no
+environment defines (``EnvironmentConfigService``; origin ``unknown`` in the
+agents API), so such an agent still runs jobs of pipelines in no environment;
+here every name counts.
 """
 
 from __future__ import annotations

@@ -8,8 +8,8 @@ with GoCD's exact-Accept rule, PATCH and DELETE rules and bodies, the agent job
 run history (v1, GoCD >= 19.11.0), the pipeline config API (v11, for elastic
 profiles), version and health, basic and bearer auth, maintenance mode, the
 agents' registration handshake and remoting API.
-It models jobs (scheduled, assigned by :mod:`actors.fleet.matching` when an agent
-asks for work, completed when the agent reports) and agents (Pending,
+It models jobs (scheduled, assigned by GoCD's own rule, :mod:`actors.sim.gocd_assignment`,
+when an agent asks for work, completed when the agent reports) and agents (Pending,
 Enabled, Disabled; LostContact after ``agent_timeout`` of silence). Time is
 the injected Clock; nothing runs in the background: silence is judged lazily
 from timestamps.
@@ -50,8 +50,8 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
 from actors.clock import Clock, RealClock, ScaledClock
-from actors.fleet.matching import job_fits_agent
 from actors.sim import serve_until_signal
+from actors.sim.gocd_assignment import EnvironmentPipelineMatchers, find_matching_job, is_elastic
 
 __all__ = ["GoCDSimulator", "main"]
 
@@ -190,6 +190,8 @@ class _Job:
     state: str = "scheduled"
     assigned_at: float | None = None
     completed_at: float | None = None
+    #: The agent running (or that ran) the job; GoCD's ``JobInstance.agentUuid``, which on a
+    #: scheduled job pins it to one agent ("run on all agents": the simulator schedules none).
     agent_uuid: str | None = None
     #: ``Passed``, ``Failed`` or ``Cancelled`` once completed; ``Unknown`` before.
     result: str = "Unknown"
@@ -288,7 +290,8 @@ class GoCDSimulator:
         self._job_ids = iter(range(1001, 10**9))
         self._configs: dict[str, dict[str, dict[str, tuple[tuple[str, ...], str | None, int]]]] = {}
         self._agents: dict[str, _Agent] = {}
-        self._environments = {e.casefold() for e in environments}
+        #: Defined environments' names, lower-cased as ``CaseInsensitiveString`` compares them.
+        self._environments = {e.lower() for e in environments}
         self._faults: list[_Fault] = []
         self._maintenance = False
         self._stopping = threading.Event()
@@ -371,7 +374,7 @@ class GoCDSimulator:
             stages = self._configs.setdefault(pipeline, {})
             stages.setdefault(stage, {})[job] = (resources, elastic_profile_id, count)
             if environment:
-                self._environments.add(environment.casefold())
+                self._environments.add(environment.lower())
             now = self.clock.now()
             locators = []
             for n in range(1, count + 1):
@@ -558,21 +561,15 @@ class GoCDSimulator:
         logger.info("Assigned job %s to agent %s", job.locator, agent.hostname)
 
     def _next_job_for(self, agent: _Agent) -> _Job | None:
-        """GoCD's BuildAssignmentService: the first scheduled job this agent may run."""
+        """GoCD's ``BuildAssignmentService.assignWorkToAgent``: the job this agent gets, or None.
+
+        Pending and disabled agents get nothing; in maintenance mode GoCD stops
+        reloading its job list, which the simulator keeps simple as no work at all.
+        """
         if self._maintenance or agent.config_state != "Enabled" or agent.runtime != "Idle":
             return None
-        agent_is_elastic = bool(agent.elastic_agent_id and agent.elastic_plugin_id)
-        for job in self._jobs:
-            if job.state == "scheduled" and job_fits_agent(
-                job.resources,
-                job.environment,
-                agent.resources,
-                agent.environments,
-                job_is_elastic=job.elastic_profile_id is not None,
-                agent_is_elastic=agent_is_elastic,
-            ):
-                return job
-        return None
+        scheduled = [job for job in self._jobs if job.state == "scheduled"]
+        return find_matching_job(agent, scheduled, EnvironmentPipelineMatchers(self._environments))
 
     def _take_fault(self, path: str) -> _Fault | None:
         with self._cond:
@@ -927,7 +924,7 @@ class GoCDSimulator:
                 "stage_name": job.stage,
                 "job_name": job.name,
             }
-        if agent.elastic_agent_id and agent.elastic_plugin_id:
+        if is_elastic(agent):
             obj["elastic_plugin_id"] = agent.elastic_plugin_id
             obj["elastic_agent_id"] = agent.elastic_agent_id
         else:
@@ -935,7 +932,7 @@ class GoCDSimulator:
         return obj
 
     def _origin(self, environment: str, base: str) -> dict[str, Any]:
-        if environment.casefold() not in self._environments:
+        if environment.lower() not in self._environments:
             return {"type": "unknown"}
         return {
             "type": "gocd",
@@ -1062,7 +1059,7 @@ class GoCDSimulator:
                 ),
                 ctype,
             )
-        elastic = [a.uuid for a in agents if a.elastic_agent_id]
+        elastic = [a.uuid for a in agents if is_elastic(a)]
         if elastic and (res.get("add") or res.get("remove")):
             return _Response(
                 400,
