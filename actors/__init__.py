@@ -19,12 +19,43 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from actors import messages
-from actors.clock import Clock, ManualClock, RealClock, ScaledClock
-from actors.config import Profile, Settings
-from actors.config import load as load_settings
-from actors.exceptions import ConfigError, GoCDError, GocdMesosError, MesosError
-from actors.system import Exit, System, start
+from importlib import import_module
+from typing import Any
+
+#: Where each name of the API lives: ``import actors`` loads none of them (the
+#: simulators import ``actors`` for its version and must stay independent of the
+#: daemon), the first use of one loads its module.
+_API = {
+    "Clock": "actors.clock",
+    "ManualClock": "actors.clock",
+    "RealClock": "actors.clock",
+    "ScaledClock": "actors.clock",
+    "Profile": "actors.config",
+    "Settings": "actors.config",
+    "load_settings": "actors.config:load",
+    "ConfigError": "actors.exceptions",
+    "GoCDError": "actors.exceptions",
+    "GocdMesosError": "actors.exceptions",
+    "MesosError": "actors.exceptions",
+    "Exit": "actors.system",
+    "System": "actors.system",
+    "start": "actors.system",
+    "messages": "actors.messages:",
+}
+
+
+def __getattr__(name: str) -> Any:
+    where = _API.get(name)
+    if where is None:
+        raise AttributeError(f"module 'actors' has no attribute {name!r}")
+    module, _, attribute = where.partition(":")
+    if where.endswith(":"):
+        value: Any = import_module(module)
+    else:
+        value = getattr(import_module(module), attribute or name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Clock",
