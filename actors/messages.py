@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from actors.fleet.states import FleetState
+
 __all__ = [
     "AgentChangeFailed",
     "AgentDeleteRefused",
@@ -617,10 +619,10 @@ class FleetAgent:
     task_id: str
     #: Profile it was launched for.
     profile: str
-    #: Registry state: ``requested``, ``launching``, ``running``, ``registered``,
-    #: ``idle``, ``building``, ``draining``, ``killing``, ``deleting``, ``gone``,
-    #: ``failed`` or ``lost``.
-    state: str
+    #: Registry state (a ``str`` enum: its value is ``requested``, ``launching``, ``running``,
+    #: ``registered``, ``idle``, ``building``, ``draining``, ``killing``, ``deleting``, ``gone``,
+    #: ``failed`` or ``lost``; :mod:`actors.fleet.states` groups them).
+    state: FleetState
     #: GoCD agent UUID once it registered; None before.
     agent_uuid: str | None = None
     #: Clock time since which it is idle; None unless idle.
