@@ -631,7 +631,9 @@ class FleetAgent:
     jobs_done: int = 0
     #: Clock time the launch was requested.
     requested_at: float = 0.0
-    #: Whether it was chosen to leave (drain or retirement in progress).
+    #: Whether it was chosen to leave and its drain has not started yet (an agent of a profile
+    #: that is not configured). False once the drain is under way: ``state`` is then
+    #: ``draining``, ``killing`` or ``deleting``. Leaving means either.
     retiring: bool = False
 
 

@@ -123,7 +123,9 @@ class Record:
     jobs_done: int = 0
     #: The job it was last seen building (to count jobs once).
     last_job: str = ""
-    #: Chosen to leave: drain until gone.
+    #: Chosen to leave, its drain not started yet: an agent of a profile that is not configured
+    #: (drained once its agent works or is lost). Never set in a leaving state: those are the
+    #: drain under way.
     retiring: bool = False
     #: Last Mesos state seen.
     mesos_state: str = ""
@@ -339,6 +341,9 @@ class AgentRegistry(BaseActor):
             record.launch_no = 0
             if record.idle_since is not None:
                 record.idle_since = now
+            # Files written before "retiring" meant only "not started yet" set it during a drain too.
+            if record.state in LEAVING:
+                record.retiring = False
             self._records[record.task_id] = record
             self._check_profile(record)
         self._backoff.update(backoff)
@@ -615,7 +620,8 @@ class AgentRegistry(BaseActor):
         if record.profile in self._profiles:
             return True
         logger.warning("Agent %s belongs to unknown profile %r; retiring it", record.task_id, record.profile)
-        record.retiring = True
+        if record.state not in LEAVING:
+            record.retiring = True
         self._mark()
         return False
 
@@ -790,7 +796,12 @@ class AgentRegistry(BaseActor):
             record.agent_uuid = agent.uuid
             self._mark()
         if agent.config_state == "Pending":
-            if not record.enable_sent and not record.retiring and self._clock.now() >= record.retry_at:
+            if (
+                not record.enable_sent
+                and not record.retiring
+                and record.state not in LEAVING
+                and self._clock.now() >= record.retry_at
+            ):
                 self._key_mismatch(f"Agent {record.task_id} registered Pending")
                 record.enable_sent = True
                 self._mark()
@@ -917,8 +928,7 @@ class AgentRegistry(BaseActor):
             self._kill(record.task_id)
             self._forget(record)
         elif (
-            record.retiring
-            and record.state in LEAVING
+            record.state in LEAVING
             and age >= self._retry_after
             and now - record.step_at >= self._retry_after
             and now >= record.retry_at
@@ -962,11 +972,11 @@ class AgentRegistry(BaseActor):
     # --- the drain ------------------------------------------------------------
 
     def _start_drain(self, record: Record, why: str) -> None:
-        record.retiring = True
+        # From here a leaving state says the agent leaves (a dry run forgets the choice).
+        record.retiring = False
         self._mark()
         if self._dry_run:
             logger.info("Dry run: would drain agent %s (%s)", record.task_id, why)
-            record.retiring = False
             return
         if record.agent_uuid is None:
             logger.info("Stopping agent %s (%s) before it registered", record.task_id, why)
