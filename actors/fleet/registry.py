@@ -40,6 +40,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from actors import state
+from actors.backoff import retry_delay
 from actors.base import BaseActor, Publisher
 from actors.clock import Clock
 from actors.config import AgentSettings, JudgeSettings, Profile, profile_for_task
@@ -251,11 +252,6 @@ def _host_key(hostname: str) -> str:
 
 
 _IP_RE = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
-
-
-def _doubling(attempts: int, initial: float, ceiling: float) -> float:
-    """Seconds to wait after ``attempts`` failures in a row: ``initial``, doubling, at most ``ceiling``."""
-    return float(min(initial * 2 ** (attempts - 1), ceiling))
 
 
 class AgentRegistry(BaseActor):
@@ -650,7 +646,7 @@ class AgentRegistry(BaseActor):
             )
             return
         backoff.failures += 1
-        delay = _doubling(
+        delay = retry_delay(
             backoff.failures, self._judge_settings.backoff_initial, self._judge_settings.backoff_max
         )
         now = self._clock.now()
@@ -1059,7 +1055,7 @@ class AgentRegistry(BaseActor):
             logger.warning("GoCD %s of agent %s failed: %s", message.action, message.uuid, message.reason)
             return
         record.change_failures += 1
-        delay = _doubling(record.change_failures, self._retry_after, MAX_CHANGE_RETRY)
+        delay = retry_delay(record.change_failures, self._retry_after, MAX_CHANGE_RETRY)
         record.retry_at = self._clock.now() + delay
         if message.action == "enable":
             record.enable_sent = False  # the next snapshot that shows it Pending asks again

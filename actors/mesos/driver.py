@@ -46,6 +46,7 @@ from urllib.parse import urlsplit
 
 import requests
 
+from actors.backoff import retry_delay
 from actors.clock import Clock, RealClock, Timer
 from actors.config import MesosSettings
 from actors.exceptions import MesosError
@@ -487,9 +488,11 @@ class MesosSchedulerDriver:
         return session
 
     def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with +-50% jitter, capped."""
-        base = min(self._backoff_max, self._backoff_initial * (2 ** min(attempt, 30)))
-        return base * self._random.uniform(0.5, 1.5)
+        """Seconds before the next subscription attempt: ``backoff_initial`` after attempt 0,
+        doubling up to ``backoff_max``, with +-50% jitter."""
+        return retry_delay(
+            attempt + 1, self._backoff_initial, self._backoff_max, jitter=(0.5, 1.5), rng=self._random
+        )
 
     def _run(self) -> None:
         attempt = 0
