@@ -30,6 +30,7 @@ import configobj
 import validate
 
 from actors.exceptions import ConfigError
+from actors.mesos.masters import parse_masters
 
 __all__ = [
     "AgentSettings",
@@ -466,30 +467,11 @@ def _check_go_url(value: Any) -> str:
 
 def _check_mesos_master(value: Any) -> tuple[str, ...]:
     if isinstance(value, list):
-        value = ",".join(value)
-    text = str(value).strip()
-    if text.startswith("zk://"):
-        rest = text[len("zk://") :]
-        if "/" not in rest or not rest.split("/", 1)[0] or not rest.split("/", 1)[1]:
-            raise _Invalid(f'"{text}" is not a zk:// URL (use zk://host:2181,host2:2181/mesos)')
-        return (text,)
-    masters = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        parts = urlsplit(item)
-        try:
-            port = parts.port
-        except ValueError:
-            port = None
-        if parts.scheme not in ("http", "https") or not parts.hostname or port is None:
-            raise _Invalid(
-                f'"{item}" is not a Mesos master (use http(s)://host:port, a comma-separated list, or zk://…/mesos)'
-            )
-        masters.append(f"{parts.scheme}://{parts.netloc}")
-    if not masters:
-        raise _Invalid("no Mesos master given")
-    return tuple(masters)
+        value = ",".join(value)  # configobj splits an unquoted comma-separated value
+    try:
+        return parse_masters(str(value))
+    except ValueError as e:
+        raise _Invalid(str(e)) from None
 
 
 def _check_listen(value: Any) -> tuple[str, int]:

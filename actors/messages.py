@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from actors.fleet.states import FleetState
+
 __all__ = [
     "AgentChangeFailed",
     "AgentDeleteRefused",
@@ -467,10 +469,10 @@ class FleetAgent:
     task_id: str
     #: Profile it was launched for.
     profile: str
-    #: Registry state: ``requested``, ``launching``, ``running``, ``registered``,
-    #: ``idle``, ``building``, ``draining``, ``killing``, ``deleting``, ``gone``,
-    #: ``failed`` or ``lost``.
-    state: str
+    #: Registry state (a ``str`` enum: its value is ``requested``, ``launching``, ``running``,
+    #: ``registered``, ``idle``, ``building``, ``draining``, ``killing``, ``deleting``, ``gone``,
+    #: ``failed`` or ``lost``; :mod:`actors.fleet.states` groups them).
+    state: FleetState
     #: GoCD agent UUID once it registered; None before.
     agent_uuid: str | None = None
     #: Clock time since which it is idle; None unless idle.
@@ -479,7 +481,9 @@ class FleetAgent:
     jobs_done: int = 0
     #: Clock time the launch was requested.
     requested_at: float = 0.0
-    #: Whether it was chosen to leave (drain or retirement in progress).
+    #: Whether it was chosen to leave and its drain has not started yet (an agent of a profile
+    #: that is not configured). False once the drain is under way: ``state`` is then
+    #: ``draining``, ``killing`` or ``deleting``. Leaving means either.
     retiring: bool = False
 
 

@@ -40,6 +40,7 @@ from actors.config import (
 )
 from actors.exceptions import GocdMesosError
 from actors.fleet.matching import job_fits_agent
+from actors.fleet.states import IN_FLIGHT, LEAVING, FleetState
 from actors.messages import FleetChanged, FleetView, ScalePlan, TaskUpdate
 
 __all__ = ["REPORT_KEYS", "Burst", "Observer", "demo_workload", "run_sandbox", "sandbox_settings"]
@@ -260,8 +261,8 @@ def _live_line(now: float, start: float, gocd_state: dict[str, Any], observer: O
     reasons = Counter(r.reason for r in plan.reasons) if plan else Counter()
     waiting = sum(reasons.values())
     states = Counter(a.state for a in fleet.fleet.agents) if fleet else Counter()
-    launching = states["requested"] + states["launching"] + states["running"] + states["registered"]
-    leaving = states["draining"] + states["killing"] + states["deleting"]
+    launching = sum(states[s] for s in IN_FLIGHT)
+    leaving = sum(states[s] for s in LEAVING)
     jobs = gocd_state["jobs"]
     done = [j for j in jobs if j["state"] == "completed"]
     waits = [j["assigned_at"] - j["scheduled_at"] for j in jobs if j["assigned_at"] is not None]
@@ -269,7 +270,7 @@ def _live_line(now: float, start: float, gocd_state: dict[str, Any], observer: O
     why = ", ".join(f"{n} {r}" for r, n in sorted(reasons.items())) or "none"
     return (
         f"t={now - start:5.0f}s | waiting {waiting} ({why}) | agents launching {launching}, "
-        f"idle {states['idle']}, building {states['building']}, draining {leaving} | "
+        f"idle {states[FleetState.IDLE]}, building {states[FleetState.BUILDING]}, draining {leaving} | "
         f"jobs done {len(done)}/{len(jobs)} | mean wait {mean:.1f}s"
     )
 
@@ -299,7 +300,7 @@ def _report(
         agent_seconds += (min(ends) if ends else now_wall) - min(times)
     running = {t["id"] for f in mstate["frameworks"] for t in f["tasks"] if t["state"] in RUNNING}
     fleet = observer.fleet.fleet if observer.fleet else FleetView()
-    known = {a.task_id for a in fleet.agents if a.state not in ("gone", "failed")}
+    known = {a.task_id for a in fleet.agents if a.state not in (FleetState.GONE, FleetState.FAILED)}
     ours = [a for a in state["agents"] if a["hostname"].startswith(PREFIX)]
     agent_host = {a["uuid"]: a["hostname"] for a in state["agents"]}
     building_killed = sum(

@@ -711,3 +711,48 @@ def test_timers_of_a_previous_process_do_not_hold_back_a_restarted_one(clock, tm
     again.plan()
     again.snapshot(agent(t))
     assert again.poller.of(ReadJobHistory) == [ReadJobHistory(uuid=f"uuid-{t}")]
+
+
+# --- retiring (chosen to leave, drain not started) and the leaving states (drain under way) ---
+
+
+def test_a_drain_under_way_is_a_leaving_state_not_retiring(h):
+    (t,) = h.launch()
+    h.task(t, "TASK_RUNNING")
+    h.snapshot(agent(t))
+    h.plan(drains=[t])
+    (view,) = h.registry.fleet().agents
+    assert (view.state, view.retiring) == ("draining", False)
+
+
+def test_an_agent_of_an_unknown_profile_is_retiring_until_its_drain_starts(h):
+    t = PREFIX + "gone-0000abcd"
+    h.task(t, "TASK_RUNNING", profile="gone")
+    (view,) = h.registry.fleet().agents
+    assert (view.state, view.retiring) == ("running", True)
+    h.snapshot(agent(t))
+    assert h.poller.of(DisableAgent) == [DisableAgent(uuid=f"uuid-{t}")]
+    (view,) = h.registry.fleet().agents
+    assert (view.state, view.retiring) == ("draining", False)
+
+
+def test_a_fleet_file_that_says_retiring_during_a_drain_is_read_as_a_drain_under_way(clock, tmp_path):
+    t = PREFIX + "linux-0000abcd"
+    record = {
+        "task_id": t,
+        "profile": "linux",
+        "state": "draining",
+        "requested_at": 5.0,
+        "state_since": 5.0,
+        "agent_uuid": f"uuid-{t}",
+        "retiring": True,
+    }
+    (tmp_path / "fleet.json").write_text(json.dumps({"version": 1, "records": [record]}))
+    h = Harness(clock, tmp_path)
+    (view,) = h.registry.fleet().agents
+    assert (view.state, view.retiring) == ("draining", False)
+    # Its disable was never answered: the drain asks again.
+    h.plan()
+    clock.advance(21)
+    h.snapshot(agent(t))
+    assert h.poller.of(DisableAgent) == [DisableAgent(uuid=f"uuid-{t}")]

@@ -47,6 +47,7 @@ from typing import Any
 from actors.base import BaseActor, Publisher
 from actors.config import JudgeSettings, Profile
 from actors.fleet.matching import environment_matches, fold
+from actors.fleet.states import ENDED, IN_FLIGHT, LEAVING, FleetState
 from actors.messages import (
     Decide,
     FleetAgent,
@@ -72,13 +73,6 @@ REASONS = (
     "not-ours",
     "gocd-data-stale",
 )
-
-#: Fleet states that count as a launch in flight (no usable GoCD agent yet).
-IN_FLIGHT = frozenset({"requested", "launching", "running", "registered"})
-#: Fleet states that no longer occupy a slot.
-ENDED = frozenset({"gone", "failed", "lost"})
-#: Fleet states of an agent on its way out.
-LEAVING = frozenset({"draining", "killing", "deleting"})
 
 _RUN_ON_ALL = re.compile(r"-runOnAll-\d+$")
 
@@ -272,7 +266,7 @@ def decide(request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettin
                 drains[profile.name].extend(
                     a.task_id
                     for a in agents
-                    if a.state == "idle" and not a.retiring and a.jobs_done >= profile.max_jobs
+                    if a.state == FleetState.IDLE and not a.retiring and a.jobs_done >= profile.max_jobs
                 )
             if settings.scale_down:
                 drains[profile.name].extend(
@@ -341,7 +335,7 @@ def _idle_drains(
     longest idle first."""
     staying = [a for a in mine if not (a.retiring or a.state in LEAVING) and a.task_id not in already]
     idle = sorted(
-        (a for a in staying if a.state == "idle" and a.idle_since is not None),
+        (a for a in staying if a.state == FleetState.IDLE and a.idle_since is not None),
         key=lambda a: (a.idle_since, a.task_id),
     )
     # Waiting jobs will take some idle agents of this signature: keep the most

@@ -40,9 +40,11 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from actors import state
+from actors.backoff import retry_delay
 from actors.base import BaseActor, Publisher
 from actors.clock import Clock
 from actors.config import AgentSettings, JudgeSettings, Profile, profile_for_task
+from actors.fleet.states import ENDED, LAUNCH, LEAVING, WORKING, FleetState
 from actors.messages import (
     AgentChangeFailed,
     AgentDeleted,
@@ -87,10 +89,6 @@ FLEET_FILE = "fleet.json"
 #: Version of the fleet file's layout.
 FLEET_VERSION = 1
 
-LAUNCH_STATES = frozenset({"requested", "launching", "running"})
-WORKING_STATES = frozenset({"registered", "idle", "building"})
-LEAVING_STATES = frozenset({"draining", "killing", "deleting"})
-ENDED_STATES = frozenset({"gone", "failed", "lost"})
 #: Longest wait before a failed GoCD change of an agent is tried again (seconds).
 MAX_CHANGE_RETRY = 300.0
 #: Mesos states of a task that ended without anyone killing it or losing its node.
@@ -113,7 +111,7 @@ class Record:
     #: Profile name.
     profile: str
     #: State in the machine above.
-    state: str
+    state: FleetState
     #: Clock time the launch was requested (or the task adopted).
     requested_at: float
     #: Clock time of the last state change.
@@ -126,7 +124,9 @@ class Record:
     jobs_done: int = 0
     #: The job it was last seen building (to count jobs once).
     last_job: str = ""
-    #: Chosen to leave: drain until gone.
+    #: Chosen to leave, its drain not started yet: an agent of a profile that is not configured
+    #: (drained once its agent works or is lost). Never set in a leaving state: those are the
+    #: drain under way.
     retiring: bool = False
     #: Last Mesos state seen.
     mesos_state: str = ""
@@ -185,12 +185,10 @@ class _Backoff:
 #: What ``state.read_json`` answers for a fleet file that does not exist.
 _MISSING = object()
 
-#: Every state of the machine above.
-ALL_STATES = LAUNCH_STATES | WORKING_STATES | LEAVING_STATES | ENDED_STATES
-
 #: How a persisted Record field's JSON value is checked, by the field's annotation.
 _JSON_CHECKS: dict[str, Callable[[Any], bool]] = {
     "str": lambda v: isinstance(v, str),
+    "FleetState": lambda v: isinstance(v, str),
     "str | None": lambda v: v is None or isinstance(v, str),
     "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
     "float | None": lambda v: v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)),
@@ -199,6 +197,8 @@ _JSON_CHECKS: dict[str, Callable[[Any], bool]] = {
 }
 _RECORD_FIELDS = {f.name: _JSON_CHECKS[str(f.type)] for f in fields(Record)}
 _REQUIRED_FIELDS = ("task_id", "profile", "state")
+#: The states a fleet file may name: the values of FleetState.
+_STATE_VALUES = frozenset(s.value for s in FleetState)
 
 
 def _parse_fleet(data: Any) -> tuple[list[Record], dict[str, _Backoff]]:
@@ -235,8 +235,9 @@ def _parse_record(index: int, raw: Any) -> Record:
             if not check(raw[name]):
                 raise ValueError(f"record {index} has a bad {name}: {raw[name]!r}")
             values[name] = raw[name]
-    if not values["task_id"] or values["state"] not in ALL_STATES:
+    if not values["task_id"] or values["state"] not in _STATE_VALUES:
         raise ValueError(f"record {index} has a bad task_id or state")
+    values["state"] = FleetState(values["state"])
     return Record(**values)
 
 
@@ -251,11 +252,6 @@ def _host_key(hostname: str) -> str:
 
 
 _IP_RE = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
-
-
-def _doubling(attempts: int, initial: float, ceiling: float) -> float:
-    """Seconds to wait after ``attempts`` failures in a row: ``initial``, doubling, at most ``ceiling``."""
-    return float(min(initial * 2 ** (attempts - 1), ceiling))
 
 
 class AgentRegistry(BaseActor):
@@ -341,6 +337,9 @@ class AgentRegistry(BaseActor):
             record.launch_no = 0
             if record.idle_since is not None:
                 record.idle_since = now
+            # Files written before "retiring" meant only "not started yet" set it during a drain too.
+            if record.state in LEAVING:
+                record.retiring = False
             self._records[record.task_id] = record
             self._check_profile(record)
         self._backoff.update(backoff)
@@ -465,7 +464,7 @@ class AgentRegistry(BaseActor):
             # and has been since before the decision (it may have taken a job meanwhile).
             if (
                 record is not None
-                and record.state == "idle"
+                and record.state == FleetState.IDLE
                 and not record.retiring
                 and record.idle_since is not None
                 and record.idle_since <= plan.decided_at
@@ -497,7 +496,7 @@ class AgentRegistry(BaseActor):
             self._records[task_id] = Record(
                 task_id=task_id,
                 profile=profile,
-                state="requested",
+                state=FleetState.REQUESTED,
                 requested_at=now,
                 state_since=now,
                 register_by=now + self._agents.register_timeout,
@@ -522,10 +521,10 @@ class AgentRegistry(BaseActor):
     def _reconcile(self) -> None:
         if self._bridge is None:
             return
-        tasks = tuple((r.task_id, r.profile) for r in self._records.values() if r.state not in ENDED_STATES)
+        tasks = tuple((r.task_id, r.profile) for r in self._records.values() if r.state not in ENDED)
         self._bridge.tell(ReconcileTasks(tasks=tasks))
 
-    def _set(self, record: Record, new_state: str) -> None:
+    def _set(self, record: Record, new_state: FleetState) -> None:
         if record.state != new_state:
             logger.debug("Agent %s: %s -> %s", record.task_id, record.state, new_state)
             record.state = new_state
@@ -537,8 +536,8 @@ class AgentRegistry(BaseActor):
         if record is not None:
             record.node = message.hostname
             self._mark()
-            if record.state == "requested":
-                self._set(record, "launching")
+            if record.state == FleetState.REQUESTED:
+                self._set(record, FleetState.LAUNCHING)
 
     def _on_task_update(self, update: TaskUpdate) -> None:
         record = self._records.get(update.task_id)
@@ -549,25 +548,27 @@ class AgentRegistry(BaseActor):
             record.mesos_state = update.state
             self._mark()
         if not update.is_terminal:
-            if update.state == "TASK_RUNNING" and record.state in ("requested", "launching"):
-                self._set(record, "running")
-            elif record.state == "requested":
-                self._set(record, "launching")
+            if update.state == "TASK_RUNNING" and record.state in LAUNCH:
+                self._set(record, FleetState.RUNNING)
+            elif record.state == FleetState.REQUESTED:
+                self._set(record, FleetState.LAUNCHING)
             return
         # The task is gone.
-        if record.state in ENDED_STATES:
+        if record.state in ENDED:
             return
         why = f"{update.state} {update.reason} {update.message}".strip()
-        if record.state == "killing" or (record.state == "draining" and update.state == "TASK_KILLED"):
+        if record.state == FleetState.KILLING or (
+            record.state == FleetState.DRAINING and update.state == "TASK_KILLED"
+        ):
             self._after_kill(record)
-        elif record.state == "deleting":
+        elif record.state == FleetState.DELETING:
             pass  # the GoCD delete is under way
-        elif record.state == "requested" and update.reason == "REASON_RECONCILIATION":
+        elif record.state == FleetState.REQUESTED and update.reason == "REASON_RECONCILIATION":
             # Reconciliation says Mesos never saw it: the launch died with a previous process.
             logger.info("Agent %s was never launched; forgetting it", record.task_id)
             self._bridge.tell(KillAgent(task_id=record.task_id))
             self._forget(record)
-        elif record.state in LAUNCH_STATES:
+        elif record.state in LAUNCH:
             self._launch_failed(record, why)
         else:
             # A working agent's task died under it.
@@ -575,7 +576,7 @@ class AgentRegistry(BaseActor):
             logger.warning("Agent %s lost its task: %s", record.task_id, record.failure)
             if self._died_young(record, update):
                 self._count_failure(record, f"its agent registered, then the task ended ({why})")
-            self._set(record, "lost")
+            self._set(record, FleetState.LOST)
             if record.agent_uuid:
                 self._start_drain(record, "lost")
             else:
@@ -586,10 +587,10 @@ class AgentRegistry(BaseActor):
             return
         # A task of ours we have no record of (state lost, or launched just before a
         # crash): adopt it; if its agent never registers it is killed like any other.
-        record = self._adopt(update.task_id, update.profile, "running", "task")
+        record = self._adopt(update.task_id, update.profile, FleetState.RUNNING, "task")
         record.mesos_state = update.state
 
-    def _adopt(self, task_id: str, profile: str, state: str, what: str) -> Record:
+    def _adopt(self, task_id: str, profile: str, state: FleetState, what: str) -> Record:
         """A record for an agent of ours found in Mesos or GoCD; its profile is the one its
         task id names when the finder does not know it (Mesos' status updates carry no labels)."""
         if not profile:
@@ -615,13 +616,14 @@ class AgentRegistry(BaseActor):
         if record.profile in self._profiles:
             return True
         logger.warning("Agent %s belongs to unknown profile %r; retiring it", record.task_id, record.profile)
-        record.retiring = True
+        if record.state not in LEAVING:
+            record.retiring = True
         self._mark()
         return False
 
     def _launch_failed(self, record: Record, why: str) -> None:
         self._count_failure(record, why)
-        self._set(record, "failed")
+        self._set(record, FleetState.FAILED)
         self._forget(record)
 
     def _count_failure(self, record: Record, why: str) -> None:
@@ -644,7 +646,7 @@ class AgentRegistry(BaseActor):
             )
             return
         backoff.failures += 1
-        delay = _doubling(
+        delay = retry_delay(
             backoff.failures, self._judge_settings.backoff_initial, self._judge_settings.backoff_max
         )
         now = self._clock.now()
@@ -690,7 +692,7 @@ class AgentRegistry(BaseActor):
             # agents may have been unable to register, and we could not see them if they did.
             outage = max(0.0, backlog.fetched_at - self._unavailable.since)
             for record in self._records.values():
-                if record.state in LAUNCH_STATES:
+                if record.state in LAUNCH:
                     record.register_by += outage
         self._backlog = backlog
         self._unavailable = None
@@ -723,7 +725,7 @@ class AgentRegistry(BaseActor):
             found = profile_for_task(host, self._agents.hostname_prefix, tuple(self._profiles.values()))
             if found is None or self._record_by_uuid(agent.uuid) is not None:
                 continue  # not attributable: _clean_orphan_agents removes it once it is idle
-            record = self._adopt(host, found.name, "registered", "GoCD agent")
+            record = self._adopt(host, found.name, FleetState.REGISTERED, "GoCD agent")
             adopted.append((record.task_id, record.profile))
         if adopted and self._bridge is not None:
             self._bridge.tell(ReconcileTasks(tasks=tuple(adopted)))
@@ -751,7 +753,7 @@ class AgentRegistry(BaseActor):
             return
         waiting: dict[str, list[Record]] = {}
         for record in self._records.values():
-            if record.state in LAUNCH_STATES and record.agent_uuid is None and record.node:
+            if record.state in LAUNCH and record.agent_uuid is None and record.node:
                 waiting.setdefault(_host_key(record.node), []).append(record)
         for node, records in waiting.items():
             agents = pending.get(node, [])
@@ -790,7 +792,12 @@ class AgentRegistry(BaseActor):
             record.agent_uuid = agent.uuid
             self._mark()
         if agent.config_state == "Pending":
-            if not record.enable_sent and not record.retiring and self._clock.now() >= record.retry_at:
+            if (
+                not record.enable_sent
+                and not record.retiring
+                and record.state not in LEAVING
+                and self._clock.now() >= record.retry_at
+            ):
                 self._key_mismatch(f"Agent {record.task_id} registered Pending")
                 record.enable_sent = True
                 self._mark()
@@ -805,9 +812,9 @@ class AgentRegistry(BaseActor):
                 )
                 self._ask_poller(approve, f"approve agent {record.task_id}")
             return
-        if record.state in LAUNCH_STATES:
+        if record.state in LAUNCH:
             now = self._clock.now()
-            self._set(record, "registered")
+            self._set(record, FleetState.REGISTERED)
             record.registered_at = now
             logger.info("Agent %s registered with GoCD as %s", record.task_id, agent.uuid)
             backoff = self._backoff.get(record.profile)
@@ -822,7 +829,7 @@ class AgentRegistry(BaseActor):
                     backoff.failures,
                 )
                 self._mark()
-        if record.state in LEAVING_STATES or record.state in ENDED_STATES:
+        if record.state in LEAVING or record.state in ENDED:
             return
         if agent.config_state == "Disabled" and not record.retiring:
             # Someone disabled an agent of ours: it is no capacity any more. Drain it; the
@@ -833,19 +840,19 @@ class AgentRegistry(BaseActor):
         if _building(agent):
             details = agent.build_details
             job = (details.job_url or f"{details.pipeline}/{details.stage}/{details.job}") if details else "?"
-            if record.state != "building" or job != record.last_job:
+            if record.state != FleetState.BUILDING or job != record.last_job:
                 record.jobs_done += 1
                 record.last_job = job
                 self._mark()
                 self._healthy(record.profile, f"agent {record.task_id} runs a job")
             record.idle_since = None
-            self._set(record, "building")
+            self._set(record, FleetState.BUILDING)
             if self._used_up(record) and not record.retiring and agent.config_state == "Enabled":
                 # Its last job: disable it now so that it takes no other.
                 self._start_drain(record, "retired")
-        elif agent.config_state == "Enabled" and record.state != "idle":
+        elif agent.config_state == "Enabled" and record.state != FleetState.IDLE:
             record.idle_since = fetched_at
-            self._set(record, "idle")
+            self._set(record, FleetState.IDLE)
 
     def _ask_job_history(self, record: Record, now: float) -> None:
         """Ask GoCD how many jobs an agent of a ``max_jobs`` profile has finished.
@@ -857,7 +864,7 @@ class AgentRegistry(BaseActor):
             self._dry_run
             or not self._has_max_jobs(record)
             or record.retiring
-            or record.state not in WORKING_STATES
+            or record.state not in WORKING
             or record.agent_uuid is None
             or now < record.retry_at
             or (record.history_asked_at and now - record.history_asked_at < self._retry_after)
@@ -889,13 +896,17 @@ class AgentRegistry(BaseActor):
             record.jobs_done = message.completed
             self._mark()
             self._healthy(record.profile, f"agent {record.task_id} ran a job")
-        if self._used_up(record) and not record.retiring and record.state in WORKING_STATES:
+        if self._used_up(record) and not record.retiring and record.state in WORKING:
             # Its last job is done or under way: disable it now, not at the next plan.
             self._start_drain(record, "retired")
 
     def _check_timers(self, record: Record, agent: GoAgent | None, fetched_at: float, now: float) -> None:
         age = now - record.state_since
-        if record.state in ("launching", "running") and agent is None and now > record.register_by:
+        if (
+            record.state in (FleetState.LAUNCHING, FleetState.RUNNING)
+            and agent is None
+            and now > record.register_by
+        ):
             logger.warning(
                 "Agent %s did not register with GoCD within %.0fs; killing its task",
                 record.task_id,
@@ -903,7 +914,7 @@ class AgentRegistry(BaseActor):
             )
             self._launch_failed(record, "did not register in time")
             self._kill(record.task_id)
-        elif record.state == "requested" and now > record.register_by:
+        elif record.state == FleetState.REQUESTED and now > record.register_by:
             logger.warning(
                 "No Mesos offer fitted agent %s of profile %s within %.0fs; giving up on it",
                 record.task_id,
@@ -913,17 +924,16 @@ class AgentRegistry(BaseActor):
             self._kill(record.task_id)
             self._forget(record)
         elif (
-            record.retiring
-            and record.state in LEAVING_STATES
+            record.state in LEAVING
             and age >= self._retry_after
             and now - record.step_at >= self._retry_after
             and now >= record.retry_at
         ):
             self._continue_drain(record, agent, fetched_at)
-        elif record.retiring and record.state in WORKING_STATES | {"lost"}:
+        elif record.retiring and record.state in WORKING | {FleetState.LOST}:
             self._start_drain(record, "retired")
         elif (
-            record.state == "draining"
+            record.state == FleetState.DRAINING
             and agent is not None
             and agent.config_state == "Disabled"
             and fetched_at > record.step_at
@@ -931,7 +941,7 @@ class AgentRegistry(BaseActor):
             # This listing was taken after the disable: it is the re-read.
             self._confirm_idle(record, agent)
         elif (
-            record.state in WORKING_STATES
+            record.state in WORKING
             and record.registered_at is not None
             and now - record.registered_at >= self._agents.register_timeout
         ):
@@ -958,33 +968,33 @@ class AgentRegistry(BaseActor):
     # --- the drain ------------------------------------------------------------
 
     def _start_drain(self, record: Record, why: str) -> None:
-        record.retiring = True
+        # From here a leaving state says the agent leaves (a dry run forgets the choice).
+        record.retiring = False
         self._mark()
         if self._dry_run:
             logger.info("Dry run: would drain agent %s (%s)", record.task_id, why)
-            record.retiring = False
             return
         if record.agent_uuid is None:
             logger.info("Stopping agent %s (%s) before it registered", record.task_id, why)
-            self._set(record, "killing")
+            self._set(record, FleetState.KILLING)
             self._kill(record.task_id)
             return
         logger.info("Draining agent %s (%s)", record.task_id, why)
-        self._set(record, "draining")
+        self._set(record, FleetState.DRAINING)
         record.step_at = self._clock.now()
         self._ask_poller(DisableAgent(uuid=record.agent_uuid), f"disable agent {record.task_id}")
 
     def _continue_drain(self, record: Record, agent: GoAgent | None, fetched_at: float) -> None:
         """Re-issue the step a drain is waiting on (its answer was lost or failed)."""
         record.step_at = self._clock.now()
-        if record.state == "draining" and record.agent_uuid:
+        if record.state == FleetState.DRAINING and record.agent_uuid:
             if agent is not None and agent.config_state == "Disabled":
                 self._confirm_idle(record, agent)
             else:
                 self._ask_poller(DisableAgent(uuid=record.agent_uuid), f"disable agent {record.task_id}")
-        elif record.state == "killing":
+        elif record.state == FleetState.KILLING:
             self._kill(record.task_id)
-        elif record.state == "deleting" and record.agent_uuid:
+        elif record.state == FleetState.DELETING and record.agent_uuid:
             self._ask_poller(DeleteAgent(uuid=record.agent_uuid), f"delete agent {record.task_id}")
 
     def _confirm_idle(self, record: Record, agent: GoAgent) -> None:
@@ -994,20 +1004,20 @@ class AgentRegistry(BaseActor):
                 record.drain_waits = True
                 logger.info("Agent %s is building; the drain waits until its job is done", record.task_id)
             return
-        if record.state == "lost" or record.mesos_state in TaskUpdate.TERMINAL:
+        if record.state == FleetState.LOST or record.mesos_state in TaskUpdate.TERMINAL:
             self._after_kill(record)
             return
-        self._set(record, "killing")
+        self._set(record, FleetState.KILLING)
         record.step_at = self._clock.now()
         self._kill(record.task_id)
 
     def _after_kill(self, record: Record) -> None:
         if record.agent_uuid:
-            self._set(record, "deleting")
+            self._set(record, FleetState.DELETING)
             record.step_at = self._clock.now()
             self._ask_poller(DeleteAgent(uuid=record.agent_uuid), f"delete agent {record.task_id}")
         else:
-            self._set(record, "gone")
+            self._set(record, FleetState.GONE)
             self._forget(record)
 
     def _on_agent_outcome(self, message: AgentEnabled | AgentDisabled | AgentRead) -> None:
@@ -1029,7 +1039,7 @@ class AgentRegistry(BaseActor):
         if isinstance(message, AgentEnabled):
             logger.info("Agent %s approved", record.task_id)
             return
-        if record.state != "draining":
+        if record.state != FleetState.DRAINING:
             return
         if isinstance(message, AgentDisabled):
             record.step_at = self._clock.now()
@@ -1045,7 +1055,7 @@ class AgentRegistry(BaseActor):
             logger.warning("GoCD %s of agent %s failed: %s", message.action, message.uuid, message.reason)
             return
         record.change_failures += 1
-        delay = _doubling(record.change_failures, self._retry_after, MAX_CHANGE_RETRY)
+        delay = retry_delay(record.change_failures, self._retry_after, MAX_CHANGE_RETRY)
         record.retry_at = self._clock.now() + delay
         if message.action == "enable":
             record.enable_sent = False  # the next snapshot that shows it Pending asks again
@@ -1065,7 +1075,7 @@ class AgentRegistry(BaseActor):
         if record is None:
             return
         logger.info("Agent %s deleted from GoCD", record.task_id)
-        self._set(record, "gone")
+        self._set(record, FleetState.GONE)
         self._forget(record)
 
     def _on_delete_refused(self, message: AgentDeleteRefused) -> None:
@@ -1075,7 +1085,7 @@ class AgentRegistry(BaseActor):
         )
         if record is not None:
             # Not disabled any more (someone re-enabled it): start the drain over.
-            self._set(record, "draining")
+            self._set(record, FleetState.DRAINING)
             record.step_at = self._clock.now()
             self._ask_poller(DisableAgent(uuid=message.uuid), f"disable agent {record.task_id}")
 
@@ -1086,14 +1096,14 @@ class AgentRegistry(BaseActor):
         if message.action == "history":
             record.history_asked_at = 0.0
             return
-        if message.action == "delete" or record.state == "deleting":
-            self._set(record, "gone")
+        if message.action == "delete" or record.state == FleetState.DELETING:
+            self._set(record, FleetState.GONE)
             self._forget(record)
             return
-        if record.state == "draining":
+        if record.state == FleetState.DRAINING:
             # GoCD forgot it already: stop its task, nothing to delete afterwards.
             record.agent_uuid = None
-            self._set(record, "killing")
+            self._set(record, FleetState.KILLING)
             self._kill(record.task_id)
 
     def _record_by_uuid(self, uuid: str) -> Record | None:
@@ -1109,7 +1119,7 @@ class AgentRegistry(BaseActor):
             logger.info("Dry run: would kill task %s", task_id)
             return
         record = self._records.get(task_id)
-        if record is not None and record.state == "building":
+        if record is not None and record.state == FleetState.BUILDING:
             # Never: the drain only kills after reading the agent idle.
             logger.error("Refusing to kill task %s: its agent is building", task_id)
             return

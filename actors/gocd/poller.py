@@ -15,6 +15,7 @@ from typing import Any
 
 import requests
 
+from actors.backoff import retry_delay
 from actors.base import BaseActor, Publisher
 from actors.clock import Clock, Ticker
 from actors.config import GoCDSettings
@@ -56,12 +57,12 @@ _DOING = {"history": "read the job history of"}
 def backoff_delay(attempts: int, interval: float, ceiling: float, rng: random.Random) -> float:
     """Seconds until the next poll after ``attempts`` consecutive failures.
 
-    Doubles from ``interval`` per failure, up to ``ceiling``, less up to a
-    quarter of random jitter so that many daemons do not retry in step; never
-    shorter than ``interval``.
+    Doubles from ``interval`` per failure (twice ``interval`` after the first), up
+    to ``ceiling``, less up to a quarter of random jitter so that many daemons do
+    not retry in step; never shorter than ``interval``.
     """
-    base = min(ceiling, interval * 2.0 ** max(0, attempts))
-    return max(interval, min(ceiling, base * rng.uniform(0.75, 1.0)))
+    delay = retry_delay(attempts + 1, interval, ceiling, jitter=(0.75, 1.0), rng=rng)
+    return max(interval, min(ceiling, delay))
 
 
 class GoCDPoller(BaseActor):

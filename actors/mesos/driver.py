@@ -46,9 +46,11 @@ from urllib.parse import urlsplit
 
 import requests
 
+from actors.backoff import retry_delay
 from actors.clock import Clock, RealClock, Timer
 from actors.config import MesosSettings
 from actors.exceptions import MesosError
+from actors.mesos.masters import ZOOKEEPER_SCHEMES, parse_masters
 
 __all__ = [
     "MesosSchedulerDriver",
@@ -142,23 +144,14 @@ def _ids(offer_ids: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[Any
 
 
 def _parse_masters(master_uri: str) -> tuple[str | None, tuple[str, ...]]:
-    """(zk url or None, base URLs) of a ``--master``-like string."""
-    text = master_uri.strip()
-    if text.startswith(("zk://", "zoo://")):
-        return text, ()
-    bases = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item:
-            continue
-        if "://" not in item:
-            item = "http://" + item
-        parts = urlsplit(item)
-        if not parts.hostname:
-            raise MesosError(f"{item!r} is not a Mesos master address")
-        bases.append(f"{parts.scheme}://{parts.netloc}")
-    if not bases:
-        raise MesosError("no Mesos master given")
-    return None, tuple(bases)
+    """(zk url or None, base URLs) of a master string, in config's forms or pymesos's."""
+    try:
+        masters = parse_masters(master_uri, pymesos_forms=True)
+    except ValueError as e:
+        raise MesosError(str(e)) from None
+    if masters[0].startswith(ZOOKEEPER_SCHEMES):
+        return masters[0], ()
+    return None, masters
 
 
 class _Outcome:
@@ -487,9 +480,11 @@ class MesosSchedulerDriver:
         return session
 
     def _backoff(self, attempt: int) -> float:
-        """Exponential backoff with +-50% jitter, capped."""
-        base = min(self._backoff_max, self._backoff_initial * (2 ** min(attempt, 30)))
-        return base * self._random.uniform(0.5, 1.5)
+        """Seconds before the next subscription attempt: ``backoff_initial`` after attempt 0,
+        doubling up to ``backoff_max``, with +-50% jitter."""
+        return retry_delay(
+            attempt + 1, self._backoff_initial, self._backoff_max, jitter=(0.5, 1.5), rng=self._random
+        )
 
     def _run(self) -> None:
         attempt = 0
@@ -865,7 +860,7 @@ def pymesos_master(masters: Sequence[str]) -> str:
     pymesos follows 307 redirects to the leader itself but knows no lists or TLS.
     """
     first = masters[0]
-    if first.startswith(("zk://", "zoo://")):
+    if first.startswith(ZOOKEEPER_SCHEMES):
         return first
     parts = urlsplit(first if "://" in first else "http://" + first)
     if parts.scheme == "https":
