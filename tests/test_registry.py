@@ -756,3 +756,10 @@ def test_a_fleet_file_that_says_retiring_during_a_drain_is_read_as_a_drain_under
     clock.advance(21)
     h.snapshot(agent(t))
     assert h.poller.of(DisableAgent) == [DisableAgent(uuid=f"uuid-{t}")]
+
+
+def test_a_fleet_record_without_its_clock_values_loads(clock, tmp_path):
+    record = {"task_id": f"{PREFIX}linux-0000beef", "profile": "linux", "state": "idle", "agent_uuid": "u"}
+    (tmp_path / "fleet.json").write_text(json.dumps({"version": 1, "records": [record]}))
+    h = Harness(clock, tmp_path)
+    assert h.states() == {f"{PREFIX}linux-0000beef": "idle"}

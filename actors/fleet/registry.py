@@ -238,6 +238,9 @@ def _parse_record(index: int, raw: Any) -> Record:
     if not values["task_id"] or values["state"] not in _STATE_VALUES:
         raise ValueError(f"record {index} has a bad task_id or state")
     values["state"] = FleetState(values["state"])
+    # Clock values are restarted at load: a record without them is as good as one with them.
+    values.setdefault("requested_at", 0.0)
+    values.setdefault("state_since", 0.0)
     return Record(**values)
 
 
