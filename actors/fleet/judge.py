@@ -285,9 +285,7 @@ def decide(request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettin
             waiting=waiting[p.name],
             active=active[p.name],
             in_flight=in_flight[p.name],
-            launch=launches[p.name],
             capped=capped[p.name],
-            drain=tuple(drains[p.name]),
             backoff_until=backoff_until.get(p.name),
         )
         for p in profiles
