@@ -281,6 +281,9 @@ class JudgeSettings:
     backoff_initial: float = 30.0
     #: Upper bound, in seconds, of that pause after repeated failures.
     backoff_max: float = 600.0
+    #: Name of the scaling policy: ``default``, ``ancestor`` or ``static``
+    #: (see ``actors.fleet.judge.POLICIES``).
+    policy: str = "default"
 
 
 @dataclass(frozen=True)

@@ -678,7 +678,9 @@ class JobReason:
     locator: str
     #: One of ``launching``, ``agent-starting``, ``idle-agent-available``,
     #: ``capped-at-max``, ``backoff-after-failures``, ``no-matching-profile``,
-    #: ``not-ours``, ``gocd-data-stale``.
+    #: ``not-ours``, ``gocd-data-stale``, ``held-by-policy`` (the ``[judge] policy``
+    #: launches no agent for it now: the ancestor's waiting for its looks, a static fleet's
+    #: job beyond ``min``).
     reason: str
     #: Profile chosen for the job; None when none applies.
     profile: str | None = None

@@ -1,14 +1,16 @@
 """The backlog judge: how many agents of which profile to launch or drain, and why.
 
-:func:`decide` is a pure function of the GoCD backlog, the fleet the registry
-owns, the profiles and ``now``; tests and benchmarks call it directly, and an
-embedding may replace it with another policy of the same signature. The
-:class:`Judge` actor is a thin shell: it receives :class:`~actors.messages.Decide`
-from the registry, calls the policy, tells the resulting
-:class:`~actors.messages.ScalePlan` back to the registry and publishes it to its
+A scaling :class:`Policy` turns one :class:`~actors.messages.Decide` (the GoCD
+backlog and the fleet the registry owns), the profiles and ``now`` into a
+:class:`~actors.messages.ScalePlan`. Three ship, named in :data:`POLICIES` and
+chosen by ``[judge] policy``: ``default`` (:func:`decide`), ``ancestor``
+(:class:`AncestorPolicy`) and ``static`` (:class:`StaticPolicy`); an embedding
+may pass its own, or a plain function of :func:`decide`'s signature. The
+:class:`Judge` actor is a thin shell: it receives Decide from the registry,
+asks its policy, tells the plan back to the registry and publishes it to its
 other subscribers (status page, metrics).
 
-How a decision is made, one named pure step after another (each waiting job
+How the default decides, one named pure step after another (each waiting job
 gets exactly one reason):
 
 1. ``_not_ours``: a job that needs an elastic profile, or is pinned to one
@@ -34,6 +36,14 @@ gets exactly one reason):
 With stale or missing GoCD data (``_stale``) every job is ``gocd-data-stale``:
 nothing is launched for jobs and nothing is drained; only ``min`` is kept.
 
+The other two policies reuse steps 1 to 4 and differ in what they launch and
+drain; the jobs they hold back are ``held-by-policy``. The ancestor's
+(``indix/gocd-mesos``) looks every 2 minutes and launches one agent after more
+than 5 looks in a row with jobs waiting for one, and never drains. A static
+fleet keeps ``min`` agents of each profile, launches nothing for demand and
+drains nothing. Both respect ``max``, the backoff and stale data as the
+default does.
+
 The work is linear in jobs and agents: jobs and agents are grouped by their
 (resources, environments) signature and fitting is computed once per pair of
 signatures, so 10,000 jobs x 5,000 agents x 20 profiles stays well under the
@@ -47,10 +57,12 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Protocol, runtime_checkable
 
 from actors.base import BaseActor, Publisher
 from actors.config import JudgeSettings, Profile
+from actors.exceptions import ConfigError
 from actors.fleet.matching import environment_matches, fold
 from actors.messages import (
     Decide,
@@ -64,7 +76,24 @@ from actors.messages import (
     Subscribe,
 )
 
-__all__ = ["REASONS", "Judge", "Policy", "decide"]
+__all__ = [
+    "ANCESTOR_LOOKS",
+    "ANCESTOR_LOOK_INTERVAL",
+    "POLICIES",
+    "REASONS",
+    "AncestorLooks",
+    "AncestorPolicy",
+    "DefaultPolicy",
+    "FunctionPolicy",
+    "Judge",
+    "Policy",
+    "PolicyFunction",
+    "StaticPolicy",
+    "ancestor_decide",
+    "as_policy",
+    "decide",
+    "policy_named",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +107,7 @@ REASONS = (
     "no-matching-profile",
     "not-ours",
     "gocd-data-stale",
+    "held-by-policy",
 )
 
 #: Fleet states that count as a launch in flight (no usable GoCD agent yet).
@@ -86,6 +116,11 @@ IN_FLIGHT = frozenset({"requested", "launching", "running", "registered"})
 ENDED = frozenset({"gone", "failed", "lost"})
 #: Fleet states of an agent on its way out.
 LEAVING = frozenset({"draining", "killing", "deleting"})
+
+#: Seconds between two looks of the ancestor's policy at the backlog (its poll interval).
+ANCESTOR_LOOK_INTERVAL = 120.0
+#: The ancestor launches one agent after more than this many looks in a row with waiting jobs.
+ANCESTOR_LOOKS = 5
 
 _RUN_ON_ALL = re.compile(r"-runOnAll-\d+$")
 
@@ -100,8 +135,54 @@ _Signed = tuple[int, ScheduledJob, _JobSig]
 _Demand = tuple[int, ScheduledJob, Profile]
 
 
-#: What a scaling policy is: the same inputs as :func:`decide`, a ScalePlan out.
-Policy = Callable[[Decide, tuple[Profile, ...], JudgeSettings, float], ScalePlan]
+# --- What a policy is ---------------------------------------------------------
+
+
+#: A plain function of :func:`decide`'s signature; :func:`as_policy` makes it a Policy.
+PolicyFunction = Callable[[Decide, tuple[Profile, ...], JudgeSettings, float], ScalePlan]
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """A scaling policy: the plan for one view of the backlog and the fleet at ``now``.
+
+    A policy gives every waiting job exactly one reason from :data:`REASONS`,
+    launches nothing for jobs and drains nothing when GoCD's data is stale, and
+    stays within each profile's ``max`` and its crash-loop backoff. It may keep
+    state of its own between decisions (the judge actor owns one instance per
+    system and calls it from its one thread); it touches nothing else.
+    """
+
+    def decide(
+        self, request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettings, now: float
+    ) -> ScalePlan:
+        """The plan for ``request`` at ``now`` (seconds of the injected clock)."""
+        ...
+
+
+@dataclass(frozen=True)
+class FunctionPolicy:
+    """A plain function of :func:`decide`'s signature, as a :class:`Policy`."""
+
+    #: The function; called with the policy's arguments, its plan returned as is.
+    function: PolicyFunction
+
+    def decide(
+        self, request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettings, now: float
+    ) -> ScalePlan:
+        """The function's plan."""
+        return self.function(request, profiles, settings, now)
+
+
+def as_policy(policy: Policy | PolicyFunction) -> Policy:
+    """``policy`` itself when it is a :class:`Policy`, else the function wrapped in one."""
+    if isinstance(policy, type):
+        raise TypeError(f"a scaling policy is an instance, not the class {policy.__name__}")
+    if isinstance(policy, Policy):
+        return policy
+    if callable(policy):
+        return FunctionPolicy(policy)
+    raise TypeError(f"not a scaling policy: {policy!r}")
 
 
 # --- The steps ------------------------------------------------------------------
@@ -494,7 +575,7 @@ def _stale_plan(
     )
 
 
-# --- The decision ------------------------------------------------------------------
+# --- The default policy -----------------------------------------------------------
 
 
 def decide(request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettings, now: float) -> ScalePlan:
@@ -531,11 +612,206 @@ def decide(request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettin
     )
 
 
+class DefaultPolicy:
+    """The default policy: all demand at once, ``min`` kept, idle agents drained
+    (:func:`decide`). Keeps no state."""
+
+    def decide(
+        self, request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettings, now: float
+    ) -> ScalePlan:
+        """The plan of the module's :func:`decide`."""
+        return decide(request, profiles, settings, now)
+
+
+# --- The ancestor's policy ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AncestorLooks:
+    """What the ancestor's policy remembers from one decision to the next."""
+
+    #: Clock time of its next look at the backlog; None before the first.
+    next_look: float | None = None
+    #: Looks in a row that saw jobs waiting for an agent to be launched.
+    busy_looks: int = 0
+
+
+def ancestor_decide(
+    request: Decide,
+    profiles: tuple[Profile, ...],
+    settings: JudgeSettings,
+    now: float,
+    looks: AncestorLooks,
+) -> tuple[ScalePlan, AncestorLooks]:
+    """The ancestor's plan at ``now``, and what it remembers for the next decision.
+
+    The ancestor (``indix/gocd-mesos``, 2016) polled GoCD every 2 minutes and
+    launched one agent after more than 5 polls with scheduled jobs. Here it
+    looks at the first decision and then at the first decision
+    :data:`ANCESTOR_LOOK_INTERVAL` seconds after its last look (it slept 2
+    minutes after each poll). A look counts when jobs wait for an agent to be
+    launched (after steps 1 to 4: not other agents' jobs, not ones an idle
+    agent takes or a starting agent will take, and a profile fits). A look
+    without such jobs starts the count again, as the ancestor's README says
+    ("continuous"; its code only ever cleared the count after a launch); a
+    look that cannot read GoCD neither counts nor starts it again. At the look
+    after which more than :data:`ANCESTOR_LOOKS` looks counted, it launches one
+    agent, of the profile chosen for the oldest such job whose profile is not
+    backing off and below ``max``, and the count starts again (with no such
+    job, it tries at the next look). It never drains and keeps no ``min``: the
+    ancestor had neither.
+    """
+    fleet = _count_fleet(request.fleet, now)
+    if looks.next_look is None or now >= looks.next_look:
+        look, next_look = True, now + ANCESTOR_LOOK_INTERVAL
+    else:
+        look, next_look = False, looks.next_look
+    stale = _stale(request, settings, now)
+    if stale is not None:
+        plan = _stale_plan(now, profiles, fleet, request, stale, {})
+        return plan, AncestorLooks(next_look, looks.busy_looks)
+    backlog = request.backlog
+    assert backlog is not None  # else it would be stale
+    not_ours, waiting = _not_ours(list(enumerate(backlog.jobs)))
+    idle, signed, _ = _take_idle_agents(waiting, backlog.agents, fleet.leaving_hosts)
+    unmatched, demand = _choose_profile(signed, profiles)
+    starting, needing = _cover_with_in_flight(demand, fleet.in_flight)
+    backing_off, wanted = _hold_for_backoff(needing, fleet, now)
+
+    busy_looks = looks.busy_looks
+    if look:
+        busy_looks = busy_looks + 1 if needing else 0
+    launch_at = None
+    if look and busy_looks > ANCESTOR_LOOKS:
+        launch_at = next(
+            (k for k, (_, _, p) in enumerate(wanted) if fleet.active[p.name] < p.max),
+            None,
+        )
+    launches: dict[str, int] = {}
+    if launch_at is not None:
+        launches[wanted[launch_at][2].name] = 1
+        busy_looks = 0
+    held_detail = (
+        f"ancestor policy: {min(busy_looks, ANCESTOR_LOOKS + 1)} of {ANCESTOR_LOOKS + 1} looks with "
+        f"waiting jobs, next look in {next_look - now:.0f}s"
+    )
+    capped: Counter[str] = Counter()
+    held: list[_Said] = []
+    for k, (i, job, profile) in enumerate(wanted):
+        if k == launch_at:
+            reason = JobReason(job.locator, "launching", profile.name, "")
+        elif fleet.active[profile.name] >= profile.max:
+            capped[profile.name] += 1
+            detail = f"max {profile.max} agents reached"
+            reason = JobReason(job.locator, "capped-at-max", profile.name, detail)
+        else:
+            reason = JobReason(job.locator, "held-by-policy", profile.name, held_detail)
+        held.append((i, reason))
+    reasons = _in_order(len(backlog.jobs), not_ours, idle, unmatched, starting, backing_off, held)
+    plan = _plan(
+        now,
+        profiles,
+        fleet,
+        reasons,
+        waiting=Counter(p.name for _, _, p in demand),
+        launches=launches,
+        capped=capped,
+        drains={},
+        stale=False,
+    )
+    return plan, AncestorLooks(next_look, busy_looks)
+
+
+class AncestorPolicy:
+    """The ancestor's policy (:func:`ancestor_decide`), remembering its looks between
+    decisions: one instance per system."""
+
+    def __init__(self, looks: AncestorLooks | None = None) -> None:
+        self._looks = looks or AncestorLooks()
+
+    @property
+    def looks(self) -> AncestorLooks:
+        """What it remembers now."""
+        return self._looks
+
+    def decide(
+        self, request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettings, now: float
+    ) -> ScalePlan:
+        """The plan of :func:`ancestor_decide`; its looks are remembered for the next call."""
+        plan, self._looks = ancestor_decide(request, profiles, settings, now, self._looks)
+        return plan
+
+
+# --- A static fleet ---------------------------------------------------------------
+
+
+class StaticPolicy:
+    """A static fleet: ``min`` agents of each profile are kept (refilled within ``max``, the
+    backoff and ``max_launch_per_cycle``, stale data or not), nothing is launched for
+    waiting jobs (``held-by-policy``) and nothing is drained, not even at ``max_jobs``.
+    Keeps no state."""
+
+    def decide(
+        self, request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettings, now: float
+    ) -> ScalePlan:
+        """Steps 1 to 4 for the reasons, ``min`` for the launches, no drains."""
+        fleet = _count_fleet(request.fleet, now)
+        launches, _, _ = _launches(profiles, Counter(), fleet, settings)
+        stale = _stale(request, settings, now)
+        if stale is not None:
+            return _stale_plan(now, profiles, fleet, request, stale, launches)
+        backlog = request.backlog
+        assert backlog is not None  # else it would be stale
+        not_ours, waiting = _not_ours(list(enumerate(backlog.jobs)))
+        idle, signed, _ = _take_idle_agents(waiting, backlog.agents, fleet.leaving_hosts)
+        unmatched, demand = _choose_profile(signed, profiles)
+        starting, needing = _cover_with_in_flight(demand, fleet.in_flight)
+        held: list[_Said] = []
+        for i, job, profile in needing:
+            detail = f"static fleet: {profile.min} agent(s), none launched for jobs"
+            held.append((i, JobReason(job.locator, "held-by-policy", profile.name, detail)))
+        reasons = _in_order(len(backlog.jobs), not_ours, idle, unmatched, starting, held)
+        return _plan(
+            now,
+            profiles,
+            fleet,
+            reasons,
+            waiting=Counter(p.name for _, _, p in demand),
+            launches=launches,
+            capped=Counter(),
+            drains={},
+            stale=False,
+        )
+
+
+# --- Policies by name --------------------------------------------------------------
+
+
+#: The policies ``[judge] policy`` names, each a factory of a fresh instance.
+POLICIES: Mapping[str, Callable[[], Policy]] = MappingProxyType(
+    {"default": DefaultPolicy, "ancestor": AncestorPolicy, "static": StaticPolicy}
+)
+
+
+def policy_named(name: str) -> Policy:
+    """A fresh instance of the policy ``name`` (a key of :data:`POLICIES`).
+
+    Raises :class:`~actors.exceptions.ConfigError` for an unknown name, with the known ones.
+    """
+    factory = POLICIES.get(name)
+    if factory is None:
+        raise ConfigError(f'[judge] policy: "{name}" is not one of: {", ".join(POLICIES)}')
+    return factory()
+
+
 # --- The actor ------------------------------------------------------------------------
 
 
 class Judge(BaseActor):
-    """Decides scale plans; the thin shell around a policy such as :func:`decide`.
+    """Decides scale plans; the thin shell around a :class:`Policy`.
+
+    The policy is the one passed in code (a Policy, or a plain function of
+    :func:`decide`'s signature), else the one ``settings.policy`` names.
 
     Accepts: :class:`~actors.messages.Decide` (from the registry),
     :class:`~actors.messages.Subscribe`.
@@ -551,7 +827,7 @@ class Judge(BaseActor):
         clock: Any,
         registry: Any = None,
         subscribers: Iterable[Any] = (),
-        policy: Policy | None = None,
+        policy: Policy | PolicyFunction | None = None,
         dry_run: bool = False,
         stop_hook: Callable[[str], None] | None = None,
     ) -> None:
@@ -561,13 +837,13 @@ class Judge(BaseActor):
         self._settings = settings
         self._clock = clock
         self._registry = registry
-        self._policy: Policy = policy or decide
+        self._policy = as_policy(policy) if policy is not None else policy_named(settings.policy)
         self._publisher = Publisher(list(subscribers))
         self._last_summary: tuple[Any, ...] = ()
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Decide):
-            plan = self._policy(message, self._profiles, self._settings, self._clock.now())
+            plan = self._policy.decide(message, self._profiles, self._settings, self._clock.now())
             self._log(plan)
             if self._registry is not None:
                 self._registry.tell(plan)
