@@ -817,6 +817,7 @@ def _convert(
             stale_after=j["stale_after"],
             backoff_initial=j["backoff_initial"],
             backoff_max=j["backoff_max"],
+            policy=j["policy"],
         ),
         state=StateSettings(dir=cfg["state"]["dir"]),
         http=HttpSettings(host=listen_host, port=listen_port),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from actors import config
 from actors.config import JudgeSettings, Profile
 from actors.exceptions import ConfigError
 from actors.fleet.judge import (
@@ -30,6 +31,7 @@ from actors.messages import (
     ProfileBackoff,
     ScalePlan,
 )
+from tests.test_config import MINIMAL, load_text, problems_of, with_key
 from tests.test_judge import BIG, NOW, PROFILES, SETTINGS, SMALL, go_agent, job, ours, reasons
 
 LOOK = ANCESTOR_LOOK_INTERVAL
@@ -360,7 +362,7 @@ def test_every_policy_stays_within_max_and_gives_each_job_one_reason(name):
         assert plan.launch_for("small") <= 1
 
 
-# --- the registry --------------------------------------------------------------------------
+# --- the registry and [judge] policy ------------------------------------------------------
 
 
 def test_the_registry_names_three_policies_and_builds_a_fresh_one_each_time():
@@ -372,6 +374,30 @@ def test_the_registry_names_three_policies_and_builds_a_fresh_one_each_time():
     with pytest.raises(ConfigError) as info:
         policy_named("fastest")
     assert info.value.problems == ('[judge] policy: "fastest" is not one of: default, ancestor, static',)
+
+
+def test_the_spec_allows_exactly_the_registered_policies():
+    (line,) = [line for line in config.spec_lines() if line.startswith("policy =")]
+    assert line.strip() == "policy = option('default', 'ancestor', 'static', default='default')"
+    assert line.count("'") == 2 * (len(POLICIES) + 1)
+
+
+@pytest.mark.parametrize("name", list(POLICIES))
+def test_judge_policy_is_read_from_the_ini(name):
+    assert load_text(with_key("judge", f"policy = {name}")).judge.policy == name
+
+
+def test_judge_policy_defaults_to_default_and_is_shown():
+    settings = load_text(MINIMAL)
+    assert settings.judge.policy == "default" == JudgeSettings().policy
+    assert "\npolicy = default\n" in config.render(settings)
+
+
+@pytest.mark.parametrize("value", ["fastest", "Default", ""])
+def test_an_unknown_judge_policy_lists_the_valid_ones(value):
+    assert problems_of(with_key("judge", f"policy = {value}")) == [
+        f'test.ini: [judge] policy: "{value}" is not one of: default, ancestor, static'
+    ]
 
 
 # --- the judge actor -----------------------------------------------------------------------
