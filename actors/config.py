@@ -284,6 +284,9 @@ class JudgeSettings:
     backoff_initial: float = 30.0
     #: Upper bound, in seconds, of that pause after repeated failures.
     backoff_max: float = 600.0
+    #: Name of the scaling policy: ``default``, ``ancestor`` or ``static``
+    #: (see ``actors.fleet.judge.POLICIES``).
+    policy: str = "default"
 
 
 @dataclass(frozen=True)
@@ -846,6 +849,7 @@ def _convert(
             stale_after=j["stale_after"],
             backoff_initial=j["backoff_initial"],
             backoff_max=j["backoff_max"],
+            policy=j["policy"],
         ),
         state=StateSettings(dir=cfg["state"]["dir"]),
         http=HttpSettings(host=listen_host, port=listen_port),

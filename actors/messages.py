@@ -532,7 +532,9 @@ class JobReason:
     locator: str
     #: One of ``launching``, ``agent-starting``, ``idle-agent-available``,
     #: ``capped-at-max``, ``backoff-after-failures``, ``no-matching-profile``,
-    #: ``not-ours``, ``gocd-data-stale``.
+    #: ``not-ours``, ``gocd-data-stale``, ``held-by-policy`` (the ``[judge] policy``
+    #: launches no agent for it now: the ancestor's waiting for its looks, a static fleet's
+    #: job beyond ``min``).
     reason: str
     #: Profile chosen for the job; None when none applies.
     profile: str | None = None
@@ -542,7 +544,8 @@ class JobReason:
 
 @dataclass(frozen=True)
 class ProfileDecision:
-    """One profile's numbers in a plan."""
+    """One profile's numbers in a plan (what to launch and drain is the plan's
+    ``launches`` and ``drains``: see :meth:`ScalePlan.launch_for`)."""
 
     #: Profile name.
     profile: str
@@ -552,23 +555,23 @@ class ProfileDecision:
     active: int = 0
     #: Launches in flight (no GoCD agent yet).
     in_flight: int = 0
-    #: Agents to launch now.
-    launch: int = 0
     #: Agents wanted but not launched because of max or the cycle budget.
     capped: int = 0
-    #: Task ids to drain now.
-    drain: tuple[str, ...] = ()
     #: Clock time launches resume, when backing off; None otherwise.
     backoff_until: float | None = None
 
 
 @dataclass(frozen=True)
 class ScalePlan:
-    """The judge's decision: launches, drains and a reason for every waiting job."""
+    """The judge's decision: launches, drains and a reason for every waiting job.
+
+    ``launches`` and ``drains`` are the one record of what to launch and drain;
+    the per-profile numbers do not repeat them.
+    """
 
     #: Clock time of the decision.
     decided_at: float
-    #: (profile, count) pairs to launch, smallest profile first.
+    #: (profile, count) pairs to launch, smallest profile first, each profile once, counts above 0.
     launches: tuple[tuple[str, int], ...] = ()
     #: Task ids of idle agents to drain (or retire).
     drains: tuple[str, ...] = ()
@@ -578,6 +581,10 @@ class ScalePlan:
     profiles: tuple[ProfileDecision, ...] = ()
     #: Whether GoCD data was stale or missing (nothing drained, nothing launched for jobs).
     stale: bool = False
+
+    def launch_for(self, profile: str) -> int:
+        """Agents of ``profile`` to launch now (0 when the plan launches none)."""
+        return sum(n for name, n in self.launches if name == profile)
 
 
 @dataclass(frozen=True)

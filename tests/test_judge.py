@@ -108,6 +108,13 @@ def test_profile_choice_by_resources_and_size():
     assert [r.profile for r in plan.reasons] == ["big", "small", "small"]
 
 
+def test_the_plan_is_the_one_record_of_launches_per_profile():
+    plan = plan_for(jobs=[job(1, ("docker", "linux")), job(2), job(3)])
+    assert plan.launches == (("small", 2), ("big", 1))
+    assert [plan.launch_for(p.name) for p in PROFILES] == [1, 2, 0]
+    assert [p.waiting for p in plan.profiles] == [1, 2, 0]
+
+
 def test_environment_rule_picks_the_environment_profile():
     plan = plan_for(jobs=[job(1, environment="staging"), job(2, environment="prod")])
     assert [(r.reason, r.profile) for r in plan.reasons] == [

@@ -1,34 +1,48 @@
 """The backlog judge: how many agents of which profile to launch or drain, and why.
 
-:func:`decide` is a pure function of the GoCD backlog, the fleet the registry
-owns, the profiles and ``now``; tests and benchmarks call it directly, and an
-embedding may replace it with another policy of the same signature. The
-:class:`Judge` actor is a thin shell: it receives :class:`~actors.messages.Decide`
-from the registry, calls the policy, tells the resulting
-:class:`~actors.messages.ScalePlan` back to the registry and publishes it to its
+A scaling :class:`Policy` turns one :class:`~actors.messages.Decide` (the GoCD
+backlog and the fleet the registry owns), the profiles and ``now`` into a
+:class:`~actors.messages.ScalePlan`. Three ship, named in :data:`POLICIES` and
+chosen by ``[judge] policy``: ``default`` (:func:`decide`), ``ancestor``
+(:class:`AncestorPolicy`) and ``static`` (:class:`StaticPolicy`); an embedding
+may pass its own, or a plain function of :func:`decide`'s signature. The
+:class:`Judge` actor is a thin shell: it receives Decide from the registry,
+asks its policy, tells the plan back to the registry and publishes it to its
 other subscribers (status page, metrics).
 
-How a decision is made (each waiting job gets exactly one reason):
+How the default decides, one named pure step after another (each waiting job
+gets exactly one reason):
 
-1. A job that needs an elastic profile, or is pinned to one agent (GoCD's
-   ``runOnAll`` jobs), is ``not-ours``.
-2. Jobs take idle, enabled agents that GoCD would give them (any agent, ours or
-   not, by GoCD's rules), oldest job first: ``idle-agent-available``.
-3. A job no profile can serve is ``no-matching-profile``: backlog that is not
-   agent demand. Otherwise it goes to the smallest profile that fits (fewest
-   cpus, then mem, then disk), the most generic of equals (fewest resources and
-   environments), then the first in the configuration.
-4. Jobs covered by that profile's launches in flight are ``agent-starting``.
-5. The rest is demand: launched at once unless the profile is in crash-loop
-   backoff (``backoff-after-failures``), at ``max`` or beyond
-   ``max_launch_per_cycle`` (``capped-at-max``); else ``launching``.
-6. With stale or missing GoCD data every job is ``gocd-data-stale``: nothing is
-   launched for jobs and nothing is drained; only ``min`` is kept.
+1. ``_not_ours``: a job that needs an elastic profile, or is pinned to one
+   agent (GoCD's ``runOnAll`` jobs), is ``not-ours``.
+2. ``_take_idle_agents``: jobs take idle, enabled agents that GoCD would give
+   them (any agent, ours or not, by GoCD's rules), oldest job first:
+   ``idle-agent-available``.
+3. ``_choose_profile``: a job no profile can serve is ``no-matching-profile``:
+   backlog that is not agent demand. Otherwise it goes to the smallest profile
+   that fits (fewest cpus, then mem, then disk), the most generic of equals
+   (fewest resources and environments), then the first in the configuration.
+4. ``_cover_with_in_flight``: jobs covered by that profile's launches in flight
+   are ``agent-starting``.
+5. ``_hold_for_backoff``, ``_launches``: the rest is demand, launched at once
+   unless the profile is in crash-loop backoff (``backoff-after-failures``), at
+   ``max`` or beyond ``max_launch_per_cycle`` (``capped-at-max``); else
+   ``launching``. ``min`` is kept.
+6. ``_drains``: idle agents of ours above ``min``, idle longer than
+   ``idle_timeout``, longest idle first, never one a waiting job could take;
+   and agents that reached ``max_jobs`` are retired whatever ``min`` says
+   (``min`` is refilled with fresh agents).
 
-Scale-down: idle agents of ours above ``min``, idle longer than
-``idle_timeout``, longest idle first, never one a waiting job could take; and
-agents that reached ``max_jobs`` are retired whatever ``min`` says (``min`` is
-refilled with fresh agents).
+With stale or missing GoCD data (``_stale``) every job is ``gocd-data-stale``:
+nothing is launched for jobs and nothing is drained; only ``min`` is kept.
+
+The other two policies reuse steps 1 to 4 and differ in what they launch and
+drain; the jobs they hold back are ``held-by-policy``. The ancestor's
+(``indix/gocd-mesos``) looks every 2 minutes and launches one agent after more
+than 5 looks in a row with jobs waiting for one, and never drains. A static
+fleet keeps ``min`` agents of each profile, launches nothing for demand and
+drains nothing. Both respect ``max``, the backoff and stale data as the
+default does.
 
 The work is linear in jobs and agents: jobs and agents are grouped by their
 (resources, environments) signature and fitting is computed once per pair of
@@ -41,16 +55,21 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Protocol, runtime_checkable
 
 from actors.base import BaseActor, Publisher
 from actors.config import JudgeSettings, Profile
+from actors.exceptions import ConfigError
 from actors.fleet.matching import environment_matches, fold
 from actors.fleet.states import ENDED, IN_FLIGHT, LEAVING, FleetState
 from actors.messages import (
     Decide,
     FleetAgent,
+    FleetView,
+    GoAgent,
     JobReason,
     ProfileDecision,
     ScalePlan,
@@ -58,7 +77,24 @@ from actors.messages import (
     Subscribe,
 )
 
-__all__ = ["REASONS", "Judge", "Policy", "decide"]
+__all__ = [
+    "ANCESTOR_LOOKS",
+    "ANCESTOR_LOOK_INTERVAL",
+    "POLICIES",
+    "REASONS",
+    "AncestorLooks",
+    "AncestorPolicy",
+    "DefaultPolicy",
+    "FunctionPolicy",
+    "Judge",
+    "Policy",
+    "PolicyFunction",
+    "StaticPolicy",
+    "ancestor_decide",
+    "as_policy",
+    "decide",
+    "policy_named",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -72,52 +108,102 @@ REASONS = (
     "no-matching-profile",
     "not-ours",
     "gocd-data-stale",
+    "held-by-policy",
 )
+
+#: Seconds between two looks of the ancestor's policy at the backlog (its poll interval).
+ANCESTOR_LOOK_INTERVAL = 120.0
+#: The ancestor launches one agent after more than this many looks in a row with waiting jobs.
+ANCESTOR_LOOKS = 5
 
 _RUN_ON_ALL = re.compile(r"-runOnAll-\d+$")
 
 Signature = tuple[frozenset[str], frozenset[str]]
-
-#: What a scaling policy is: the same inputs as :func:`decide`, a ScalePlan out.
-Policy = Callable[[Decide, tuple[Profile, ...], JudgeSettings, float], ScalePlan]
-
-
-def _choice_order(profiles: tuple[Profile, ...]) -> list[Profile]:
-    """Profiles in the order a job picks them: smallest first (cpus, mem, disk), then the
-    most generic (fewest resources and environments), then the order of the config file."""
-    index = {p.name: i for i, p in enumerate(profiles)}
-    return sorted(
-        profiles,
-        key=lambda p: (p.cpus, p.mem, p.disk, len(p.resources) + len(p.environments), index[p.name]),
-    )
+#: A job's (folded resources, folded environment or None).
+_JobSig = tuple[frozenset[str], str | None]
+#: A job's index in the backlog, and its reason.
+_Said = tuple[int, JobReason]
+#: A waiting job and its index in the backlog, as the steps pass it on.
+_Waiting = tuple[int, ScheduledJob]
+_Signed = tuple[int, ScheduledJob, _JobSig]
+_Demand = tuple[int, ScheduledJob, Profile]
 
 
-def _job_signature(job: ScheduledJob) -> tuple[frozenset[str], str | None]:
-    env = job.environment.strip().casefold() if job.environment and job.environment.strip() else None
-    return fold(job.resources), env
+# --- What a policy is ---------------------------------------------------------
 
 
-def _fits(
-    job_sig: tuple[frozenset[str], str | None], resources: frozenset[str], envs: frozenset[str]
-) -> bool:
-    job_resources, job_env = job_sig
-    return job_resources <= resources and environment_matches(job_env, envs)
+#: A plain function of :func:`decide`'s signature; :func:`as_policy` makes it a Policy.
+PolicyFunction = Callable[[Decide, tuple[Profile, ...], JudgeSettings, float], ScalePlan]
 
 
-def decide(request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettings, now: float) -> ScalePlan:
-    """The scale plan for one view of the backlog and the fleet at ``now``."""
-    backlog = request.backlog
-    fleet = request.fleet
-    stale = (
-        backlog is None
-        or request.gocd_unavailable is not None
-        or now - backlog.fetched_at > settings.stale_after
-    )
-    by_name = {p.name: p for p in profiles}
-    ordered = _choice_order(profiles)
-    profile_sigs = {p.name: (fold(p.resources), fold(p.environments)) for p in profiles}
+@runtime_checkable
+class Policy(Protocol):
+    """A scaling policy: the plan for one view of the backlog and the fleet at ``now``.
 
-    # The fleet, per profile, in one pass.
+    A policy gives every waiting job exactly one reason from :data:`REASONS`,
+    launches nothing for jobs and drains nothing when GoCD's data is stale, and
+    stays within each profile's ``max`` and its crash-loop backoff. It may keep
+    state of its own between decisions (the judge actor owns one instance per
+    system and calls it from its one thread); it touches nothing else.
+    """
+
+    def decide(
+        self, request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettings, now: float
+    ) -> ScalePlan:
+        """The plan for ``request`` at ``now`` (seconds of the injected clock)."""
+        ...
+
+
+@dataclass(frozen=True)
+class FunctionPolicy:
+    """A plain function of :func:`decide`'s signature, as a :class:`Policy`."""
+
+    #: The function; called with the policy's arguments, its plan returned as is.
+    function: PolicyFunction
+
+    def decide(
+        self, request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettings, now: float
+    ) -> ScalePlan:
+        """The function's plan."""
+        return self.function(request, profiles, settings, now)
+
+
+def as_policy(policy: Policy | PolicyFunction) -> Policy:
+    """``policy`` itself when it is a :class:`Policy`, else the function wrapped in one."""
+    if isinstance(policy, type):
+        raise TypeError(f"a scaling policy is an instance, not the class {policy.__name__}")
+    if isinstance(policy, Policy):
+        return policy
+    if callable(policy):
+        return FunctionPolicy(policy)
+    raise TypeError(f"not a scaling policy: {policy!r}")
+
+
+# --- The steps ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Fleet:
+    """Our agents counted per profile, and the profiles' backoff at ``now``."""
+
+    #: Agents that occupy a slot (all but ended ones), per profile.
+    active: Counter[str]
+    #: Launches in flight (no usable GoCD agent yet), per profile.
+    in_flight: Counter[str]
+    #: Agents on their way out (leaving states, or chosen to retire), per profile.
+    leaving: Counter[str]
+    #: Task ids (also GoCD hostnames) of the agents on their way out.
+    leaving_hosts: frozenset[str]
+    #: The agents that occupy a slot, per profile.
+    mine: Mapping[str, list[FleetAgent]]
+    #: Clock time launches resume, for the profiles backing off now.
+    backoff_until: Mapping[str, float]
+    #: Probe launches still allowed, for profiles past a backoff whose probe has not registered.
+    probe_left: Mapping[str, int]
+
+
+def _count_fleet(fleet: FleetView, now: float) -> _Fleet:
+    """The fleet per profile, in one pass over our agents, and the backoff at ``now``."""
     active: Counter[str] = Counter()
     in_flight: Counter[str] = Counter()
     leaving: Counter[str] = Counter()
@@ -133,201 +219,260 @@ def decide(request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettin
         if agent.state in LEAVING or agent.retiring:
             leaving[agent.profile] += 1
             leaving_hosts.add(agent.task_id)
-    backoff_until = {b.profile: b.until for b in fleet.backoff if b.until > now}
-    # After a backoff, one probe agent at a time until one registers.
-    probe_left = {
-        b.profile: max(0, 1 - in_flight[b.profile])
-        for b in fleet.backoff
-        if b.failures and b.until <= now and not b.probe_registered
-    }
+    return _Fleet(
+        active=active,
+        in_flight=in_flight,
+        leaving=leaving,
+        leaving_hosts=frozenset(leaving_hosts),
+        mine=mine,
+        backoff_until={b.profile: b.until for b in fleet.backoff if b.until > now},
+        # After a backoff, one probe agent at a time until one registers.
+        probe_left={
+            b.profile: max(0, 1 - in_flight[b.profile])
+            for b in fleet.backoff
+            if b.failures and b.until <= now and not b.probe_registered
+        },
+    )
 
-    jobs = backlog.jobs if backlog is not None else ()
-    reasons: list[JobReason] = []
-    waiting: Counter[str] = Counter()
-    launch_wanted: Counter[str] = Counter()
-    capped: Counter[str] = Counter()
-    reserved_idle: Counter[Signature] = Counter()
 
-    if stale:
-        if request.gocd_unavailable is not None:
-            detail = request.gocd_unavailable.reason
-        elif backlog is None:
-            detail = "no GoCD data yet"
+def _stale(request: Decide, settings: JudgeSettings, now: float) -> str | None:
+    """Why GoCD's data cannot be trusted at ``now`` (the ``gocd-data-stale`` detail); None
+    when it can."""
+    backlog = request.backlog
+    if request.gocd_unavailable is not None:
+        return request.gocd_unavailable.reason
+    if backlog is None:
+        return "no GoCD data yet"
+    if now - backlog.fetched_at > settings.stale_after:
+        return f"GoCD data is {now - backlog.fetched_at:.0f}s old"
+    return None
+
+
+def _not_ours(waiting: list[_Waiting]) -> tuple[list[_Said], list[_Waiting]]:
+    """Step 1: jobs that need an elastic agent profile, or that GoCD pins to one agent
+    (``runOnAll``), are ``not-ours``. Returns their reasons and the jobs left."""
+    said: list[_Said] = []
+    left: list[_Waiting] = []
+    for i, job in waiting:
+        if job.elastic_profile_id:
+            said.append(
+                (i, JobReason(job.locator, "not-ours", None, f"elastic profile {job.elastic_profile_id}"))
+            )
+        elif _RUN_ON_ALL.search(job.name):
+            said.append(
+                (i, JobReason(job.locator, "not-ours", None, "pinned to one agent (run on all agents)"))
+            )
         else:
-            detail = f"GoCD data is {now - backlog.fetched_at:.0f}s old"
-        reasons.extend(JobReason(job.locator, "gocd-data-stale", None, detail) for job in jobs)
-    else:
-        assert backlog is not None
-        # Idle, enabled, non-elastic agents GoCD could hand a job to, by signature.
-        idle: Counter[Signature] = Counter()
-        for go_agent in backlog.agents:
-            if (
-                go_agent.config_state == "Enabled"
-                and go_agent.agent_state == "Idle"
-                and not go_agent.is_elastic
-                and go_agent.hostname not in leaving_hosts
-            ):
-                idle[(fold(go_agent.resources), fold(go_agent.environments))] += 1
-        idle_sigs = sorted(idle, key=lambda s: (sorted(s[0]), sorted(s[1])))
-        fitting_idle: dict[tuple[frozenset[str], str | None], list[Signature]] = {}
-        chosen: dict[tuple[frozenset[str], str | None], Profile | None] = {}
-        starting = Counter(in_flight)
-        for job in jobs:
-            if job.elastic_profile_id:
-                reasons.append(
-                    JobReason(job.locator, "not-ours", None, f"elastic profile {job.elastic_profile_id}")
-                )
-                continue
-            if _RUN_ON_ALL.search(job.name):
-                reasons.append(
-                    JobReason(job.locator, "not-ours", None, "pinned to one agent (run on all agents)")
-                )
-                continue
-            sig = _job_signature(job)
-            sigs = fitting_idle.get(sig)
-            if sigs is None:
-                sigs = fitting_idle[sig] = [s for s in idle_sigs if _fits(sig, s[0], s[1])]
-            taken = next((s for s in sigs if idle[s] > 0), None)
-            if taken is not None:
-                idle[taken] -= 1
-                reserved_idle[taken] += 1
-                reasons.append(JobReason(job.locator, "idle-agent-available", None, ""))
-                continue
-            if sig not in chosen:
-                chosen[sig] = next((p for p in ordered if _fits(sig, *profile_sigs[p.name])), None)
-            profile = chosen[sig]
-            if profile is None:
-                wanted = ", ".join(sorted(job.resources)) or "no resources"
-                env = f"environment {job.environment}" if job.environment else "no environment"
-                reasons.append(
-                    JobReason(job.locator, "no-matching-profile", None, f"needs {wanted} in {env}")
-                )
-                continue
-            waiting[profile.name] += 1
-            if starting[profile.name] > 0:
-                starting[profile.name] -= 1
-                reasons.append(JobReason(job.locator, "agent-starting", profile.name, ""))
-                continue
-            if profile.name in backoff_until:
-                reasons.append(
-                    JobReason(
-                        job.locator,
-                        "backoff-after-failures",
-                        profile.name,
-                        f"launches paused for {backoff_until[profile.name] - now:.0f}s",
-                    )
-                )
-                continue
-            if profile.name in probe_left:
-                if probe_left[profile.name] == 0:
-                    reasons.append(
-                        JobReason(
-                            job.locator,
-                            "backoff-after-failures",
-                            profile.name,
-                            "one probe agent must register before the rest is launched",
-                        )
-                    )
-                    continue
-                probe_left[profile.name] -= 1
-            launch_wanted[profile.name] += 1
-            reasons.append(JobReason(job.locator, "launching", profile.name, ""))
+            left.append((i, job))
+    return said, left
 
-    # Launches: demand, then min; bounded by max, backoff (or its probe) and the cycle budget.
+
+def _job_signature(job: ScheduledJob) -> _JobSig:
+    env = job.environment.strip().casefold() if job.environment and job.environment.strip() else None
+    return fold(job.resources), env
+
+
+def _fits(job_sig: _JobSig, resources: frozenset[str], envs: frozenset[str]) -> bool:
+    job_resources, job_env = job_sig
+    return job_resources <= resources and environment_matches(job_env, envs)
+
+
+def _take_idle_agents(
+    waiting: list[_Waiting], go_agents: tuple[GoAgent, ...], leaving_hosts: frozenset[str]
+) -> tuple[list[_Said], list[_Signed], Counter[Signature]]:
+    """Step 2: jobs take the idle, enabled, non-elastic agents GoCD would give them (ours or
+    not, by GoCD's rules; none of ours on its way out), oldest job first:
+    ``idle-agent-available``. Returns their reasons, the jobs left with their signature,
+    and how many idle agents of each signature the jobs took (scale-down keeps those)."""
+    idle: Counter[Signature] = Counter()
+    for go_agent in go_agents:
+        if (
+            go_agent.config_state == "Enabled"
+            and go_agent.agent_state == "Idle"
+            and not go_agent.is_elastic
+            and go_agent.hostname not in leaving_hosts
+        ):
+            idle[(fold(go_agent.resources), fold(go_agent.environments))] += 1
+    idle_sigs = sorted(idle, key=lambda s: (sorted(s[0]), sorted(s[1])))
+    fitting_idle: dict[_JobSig, list[Signature]] = {}
+    taken_idle: Counter[Signature] = Counter()
+    said: list[_Said] = []
+    left: list[_Signed] = []
+    for i, job in waiting:
+        sig = _job_signature(job)
+        sigs = fitting_idle.get(sig)
+        if sigs is None:
+            sigs = fitting_idle[sig] = [s for s in idle_sigs if _fits(sig, s[0], s[1])]
+        taken = next((s for s in sigs if idle[s] > 0), None)
+        if taken is None:
+            left.append((i, job, sig))
+            continue
+        idle[taken] -= 1
+        taken_idle[taken] += 1
+        said.append((i, JobReason(job.locator, "idle-agent-available", None, "")))
+    return said, left, taken_idle
+
+
+def _choice_order(profiles: tuple[Profile, ...]) -> list[Profile]:
+    """Profiles in the order a job picks them: smallest first (cpus, mem, disk), then the
+    most generic (fewest resources and environments), then the order of the config file."""
+    index = {p.name: i for i, p in enumerate(profiles)}
+    return sorted(
+        profiles,
+        key=lambda p: (p.cpus, p.mem, p.disk, len(p.resources) + len(p.environments), index[p.name]),
+    )
+
+
+def _choose_profile(
+    waiting: list[_Signed], profiles: tuple[Profile, ...]
+) -> tuple[list[_Said], list[_Demand]]:
+    """Step 3: each job goes to the first profile of :func:`_choice_order` that fits it; a job
+    no profile fits is ``no-matching-profile`` (backlog that is not agent demand). Returns
+    their reasons and the jobs with their profile."""
+    ordered = _choice_order(profiles)
+    profile_sigs = {p.name: (fold(p.resources), fold(p.environments)) for p in profiles}
+    chosen: dict[_JobSig, Profile | None] = {}
+    said: list[_Said] = []
+    demand: list[_Demand] = []
+    for i, job, sig in waiting:
+        if sig not in chosen:
+            chosen[sig] = next((p for p in ordered if _fits(sig, *profile_sigs[p.name])), None)
+        profile = chosen[sig]
+        if profile is not None:
+            demand.append((i, job, profile))
+            continue
+        wanted = ", ".join(sorted(job.resources)) or "no resources"
+        env = f"environment {job.environment}" if job.environment else "no environment"
+        said.append((i, JobReason(job.locator, "no-matching-profile", None, f"needs {wanted} in {env}")))
+    return said, demand
+
+
+def _cover_with_in_flight(
+    demand: list[_Demand], in_flight: Counter[str]
+) -> tuple[list[_Said], list[_Demand]]:
+    """Step 4: each profile's launches in flight will take its oldest jobs: ``agent-starting``.
+    Returns their reasons and the jobs left, which need an agent launched."""
+    starting = Counter(in_flight)
+    said: list[_Said] = []
+    left: list[_Demand] = []
+    for i, job, profile in demand:
+        if starting[profile.name] > 0:
+            starting[profile.name] -= 1
+            said.append((i, JobReason(job.locator, "agent-starting", profile.name, "")))
+        else:
+            left.append((i, job, profile))
+    return said, left
+
+
+def _hold_for_backoff(demand: list[_Demand], fleet: _Fleet, now: float) -> tuple[list[_Said], list[_Demand]]:
+    """Step 5, first half: jobs of a profile in crash-loop backoff wait, and after a backoff
+    only one probe agent at a time is launched until one registers:
+    ``backoff-after-failures``. Returns their reasons and the jobs left, those an agent may be
+    launched for."""
+    probe_left = dict(fleet.probe_left)
+    said: list[_Said] = []
+    left: list[_Demand] = []
+    for i, job, profile in demand:
+        name = profile.name
+        if name in fleet.backoff_until:
+            detail = f"launches paused for {fleet.backoff_until[name] - now:.0f}s"
+        elif probe_left.get(name) == 0:
+            detail = "one probe agent must register before the rest is launched"
+        else:
+            if name in probe_left:
+                probe_left[name] -= 1
+            left.append((i, job, profile))
+            continue
+        said.append((i, JobReason(job.locator, "backoff-after-failures", name, detail)))
+    return said, left
+
+
+def _launches(
+    profiles: tuple[Profile, ...], wanted: Counter[str], fleet: _Fleet, settings: JudgeSettings
+) -> tuple[dict[str, int], Counter[str], Counter[str]]:
+    """Step 5, second half: agents to launch per profile, smallest profile first: the
+    ``wanted`` ones or what ``min`` lacks, if more, within ``max``, the backoff (or its
+    probe) and ``max_launch_per_cycle`` shared by all. Also returns, per profile, how many
+    wanted agents ``max`` held back and how many the cycle's budget held back."""
     budget = settings.max_launch_per_cycle
     launches: dict[str, int] = {}
+    over_max: Counter[str] = Counter()
     over_budget: Counter[str] = Counter()
-    for profile in ordered:
+    for profile in _choice_order(profiles):
         name = profile.name
-        keep_min = max(0, profile.min - (active[name] - leaving[name]))
-        want = launch_wanted[name] if not stale else 0
-        room = max(0, profile.max - active[name])
+        keep_min = max(0, profile.min - (fleet.active[name] - fleet.leaving[name]))
+        want = wanted[name]
+        room = max(0, profile.max - fleet.active[name])
         allowed = min(max(want, keep_min), room)
-        if name in backoff_until:
+        if name in fleet.backoff_until:
             allowed = 0
-        elif name in probe_left:
-            allowed = min(allowed, max(0, 1 - in_flight[name]))
+        elif name in fleet.probe_left:
+            allowed = min(allowed, max(0, 1 - fleet.in_flight[name]))
         count = min(allowed, budget)
         budget -= count
         launches[name] = count
         # Jobs left without a launch: first those beyond max, then those beyond the budget.
-        capped[name] = max(0, want - allowed)
+        over_max[name] = max(0, want - allowed)
         over_budget[name] = max(0, min(want, allowed) - count)
-    if any(capped.values()) or any(over_budget.values()):
-        reasons = _cap_reasons(reasons, capped, over_budget, by_name, settings.max_launch_per_cycle)
-        capped = capped + over_budget
-
-    # Scale-down.
-    drains: dict[str, list[str]] = {p.name: [] for p in profiles}
-    if not stale:
-        for profile in profiles:
-            agents = mine.get(profile.name, [])
-            if profile.max_jobs:
-                drains[profile.name].extend(
-                    a.task_id
-                    for a in agents
-                    if a.state == FleetState.IDLE and not a.retiring and a.jobs_done >= profile.max_jobs
-                )
-            if settings.scale_down:
-                drains[profile.name].extend(
-                    _idle_drains(profile, agents, reserved_idle, profile_sigs, drains[profile.name], now)
-                )
-
-    decisions = tuple(
-        ProfileDecision(
-            profile=p.name,
-            waiting=waiting[p.name],
-            active=active[p.name],
-            in_flight=in_flight[p.name],
-            launch=launches[p.name],
-            capped=capped[p.name],
-            drain=tuple(drains[p.name]),
-            backoff_until=backoff_until.get(p.name),
-        )
-        for p in profiles
-    )
-    return ScalePlan(
-        decided_at=now,
-        launches=tuple((name, n) for name, n in launches.items() if n > 0),
-        drains=tuple(task for p in profiles for task in drains[p.name]),
-        reasons=tuple(reasons),
-        profiles=decisions,
-        stale=stale,
-    )
+    return launches, over_max, over_budget
 
 
-def _cap_reasons(
-    reasons: list[JobReason],
-    over_max: Counter[str],
-    over_budget: Counter[str],
-    by_name: dict[str, Profile],
-    budget: int,
-) -> list[JobReason]:
-    """Turn the newest ``launching`` reasons of each capped profile into ``capped-at-max``:
-    the newest ones for the profile's ``max``, the ones before them for the cycle's budget."""
-    out = list(reasons)
-    left_max, left_budget = Counter(over_max), Counter(over_budget)
-    for i in range(len(out) - 1, -1, -1):
-        r = out[i]
-        if r.reason != "launching" or not r.profile:
-            continue
-        if left_max[r.profile] > 0:
-            left_max[r.profile] -= 1
-            detail = f"max {by_name[r.profile].max} agents reached"
-        elif left_budget[r.profile] > 0:
-            left_budget[r.profile] -= 1
-            detail = f"max_launch_per_cycle ({budget}) used up; launched in a later cycle"
+def _launching_or_capped(
+    wanted: list[_Demand], over_max: Counter[str], over_budget: Counter[str], settings: JudgeSettings
+) -> list[_Said]:
+    """Step 5, reasons: of each profile's ``wanted`` jobs the oldest are ``launching``; the
+    newest are ``capped-at-max``, the very newest for the profile's ``max`` and those
+    before them for the cycle's budget."""
+    left = Counter(p.name for _, _, p in wanted)
+    said: list[_Said] = []
+    for i, job, profile in wanted:
+        name = profile.name
+        left[name] -= 1  # wanted jobs of this profile newer than this one
+        if left[name] < over_max[name]:
+            reason, detail = "capped-at-max", f"max {profile.max} agents reached"
+        elif left[name] < over_max[name] + over_budget[name]:
+            reason = "capped-at-max"
+            detail = (
+                f"max_launch_per_cycle ({settings.max_launch_per_cycle}) used up; launched in a later cycle"
+            )
         else:
-            continue
-        out[i] = JobReason(r.locator, "capped-at-max", r.profile, detail)
-    return out
+            reason, detail = "launching", ""
+        said.append((i, JobReason(job.locator, reason, name, detail)))
+    return said
+
+
+def _drains(
+    profiles: tuple[Profile, ...],
+    fleet: _Fleet,
+    taken_idle: Counter[Signature],
+    settings: JudgeSettings,
+    now: float,
+) -> dict[str, list[str]]:
+    """Step 6: task ids to drain per profile: idle agents that reached ``max_jobs`` (whatever
+    ``min`` says), then, with ``scale_down``, idle agents above ``min`` idle longer than
+    ``idle_timeout``, longest idle first, keeping those waiting jobs take (``taken_idle``)."""
+    profile_sigs = {p.name: (fold(p.resources), fold(p.environments)) for p in profiles}
+    drains: dict[str, list[str]] = {p.name: [] for p in profiles}
+    for profile in profiles:
+        agents = fleet.mine.get(profile.name, [])
+        if profile.max_jobs:
+            drains[profile.name].extend(
+                a.task_id
+                for a in agents
+                if a.state == FleetState.IDLE and not a.retiring and a.jobs_done >= profile.max_jobs
+            )
+        if settings.scale_down:
+            drains[profile.name].extend(
+                _idle_drains(profile, agents, taken_idle, profile_sigs, drains[profile.name], now)
+            )
+    return drains
 
 
 def _idle_drains(
     profile: Profile,
     mine: list[FleetAgent],
-    reserved_idle: Counter[Signature],
-    profile_sigs: dict[str, tuple[frozenset[str], frozenset[str]]],
+    taken_idle: Counter[Signature],
+    profile_sigs: dict[str, Signature],
     already: list[str],
     now: float,
 ) -> list[str]:
@@ -340,7 +485,7 @@ def _idle_drains(
     )
     # Waiting jobs will take some idle agents of this signature: keep the most
     # recently idle ones for them.
-    keep_for_jobs = reserved_idle.get(profile_sigs[profile.name], 0)
+    keep_for_jobs = taken_idle.get(profile_sigs[profile.name], 0)
     candidates = idle[: max(0, len(idle) - keep_for_jobs)]
     room = len(staying) - profile.min
     out = []
@@ -354,8 +499,313 @@ def _idle_drains(
     return out
 
 
+def _in_order(count: int, *said: list[_Said]) -> tuple[JobReason, ...]:
+    """The reasons the steps gave, in scheduled order: exactly one per waiting job."""
+    slots: list[JobReason | None] = [None] * count
+    for part in said:
+        for i, reason in part:
+            slots[i] = reason
+    reasons = tuple(r for r in slots if r is not None)
+    assert len(reasons) == count, "every waiting job gets exactly one reason"
+    return reasons
+
+
+def _plan(
+    now: float,
+    profiles: tuple[Profile, ...],
+    fleet: _Fleet,
+    reasons: tuple[JobReason, ...],
+    *,
+    waiting: Counter[str],
+    launches: Mapping[str, int],
+    capped: Counter[str],
+    drains: Mapping[str, list[str]],
+    stale: bool,
+) -> ScalePlan:
+    """The plan and its per-profile numbers; ``launches`` in the order they were decided."""
+    return ScalePlan(
+        decided_at=now,
+        launches=tuple((name, n) for name, n in launches.items() if n > 0),
+        drains=tuple(task for p in profiles for task in drains.get(p.name, ())),
+        reasons=reasons,
+        profiles=tuple(
+            ProfileDecision(
+                profile=p.name,
+                waiting=waiting[p.name],
+                active=fleet.active[p.name],
+                in_flight=fleet.in_flight[p.name],
+                capped=capped[p.name],
+                backoff_until=fleet.backoff_until.get(p.name),
+            )
+            for p in profiles
+        ),
+        stale=stale,
+    )
+
+
+def _stale_plan(
+    now: float,
+    profiles: tuple[Profile, ...],
+    fleet: _Fleet,
+    request: Decide,
+    detail: str,
+    launches: Mapping[str, int],
+) -> ScalePlan:
+    """The plan while GoCD's data is stale: every job of the last known backlog is
+    ``gocd-data-stale``, nothing is drained, and only ``launches`` (for ``min``, if the
+    policy keeps one) are made."""
+    jobs = request.backlog.jobs if request.backlog is not None else ()
+    reasons = tuple(JobReason(job.locator, "gocd-data-stale", None, detail) for job in jobs)
+    return _plan(
+        now,
+        profiles,
+        fleet,
+        reasons,
+        waiting=Counter(),
+        launches=launches,
+        capped=Counter(),
+        drains={},
+        stale=True,
+    )
+
+
+# --- The default policy -----------------------------------------------------------
+
+
+def decide(request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettings, now: float) -> ScalePlan:
+    """The default policy's plan for one view of the backlog and the fleet at ``now``: the
+    module's steps, in order."""
+    fleet = _count_fleet(request.fleet, now)
+    stale = _stale(request, settings, now)
+    if stale is not None:
+        launches, _, _ = _launches(profiles, Counter(), fleet, settings)
+        return _stale_plan(now, profiles, fleet, request, stale, launches)
+    backlog = request.backlog
+    assert backlog is not None  # else it would be stale
+    not_ours, waiting = _not_ours(list(enumerate(backlog.jobs)))
+    idle, signed, taken_idle = _take_idle_agents(waiting, backlog.agents, fleet.leaving_hosts)
+    unmatched, demand = _choose_profile(signed, profiles)
+    starting, needing = _cover_with_in_flight(demand, fleet.in_flight)
+    backing_off, wanted = _hold_for_backoff(needing, fleet, now)
+    launches, over_max, over_budget = _launches(
+        profiles, Counter(p.name for _, _, p in wanted), fleet, settings
+    )
+    launching = _launching_or_capped(wanted, over_max, over_budget, settings)
+    drains = _drains(profiles, fleet, taken_idle, settings, now)
+    reasons = _in_order(len(backlog.jobs), not_ours, idle, unmatched, starting, backing_off, launching)
+    return _plan(
+        now,
+        profiles,
+        fleet,
+        reasons,
+        waiting=Counter(p.name for _, _, p in demand),
+        launches=launches,
+        capped=over_max + over_budget,
+        drains=drains,
+        stale=False,
+    )
+
+
+class DefaultPolicy:
+    """The default policy: all demand at once, ``min`` kept, idle agents drained
+    (:func:`decide`). Keeps no state."""
+
+    def decide(
+        self, request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettings, now: float
+    ) -> ScalePlan:
+        """The plan of the module's :func:`decide`."""
+        return decide(request, profiles, settings, now)
+
+
+# --- The ancestor's policy ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AncestorLooks:
+    """What the ancestor's policy remembers from one decision to the next."""
+
+    #: Clock time of its next look at the backlog; None before the first.
+    next_look: float | None = None
+    #: Looks in a row that saw jobs waiting for an agent to be launched.
+    busy_looks: int = 0
+
+
+def ancestor_decide(
+    request: Decide,
+    profiles: tuple[Profile, ...],
+    settings: JudgeSettings,
+    now: float,
+    looks: AncestorLooks,
+) -> tuple[ScalePlan, AncestorLooks]:
+    """The ancestor's plan at ``now``, and what it remembers for the next decision.
+
+    The ancestor (``indix/gocd-mesos``, 2016) polled GoCD every 2 minutes and
+    launched one agent after more than 5 polls with scheduled jobs. Here it
+    looks at the first decision and then at the first decision
+    :data:`ANCESTOR_LOOK_INTERVAL` seconds after its last look (it slept 2
+    minutes after each poll). A look counts when jobs wait for an agent to be
+    launched (after steps 1 to 4: not other agents' jobs, not ones an idle
+    agent takes or a starting agent will take, and a profile fits). A look
+    without such jobs starts the count again, as the ancestor's README says
+    ("continuous"; its code only ever cleared the count after a launch); a
+    look that cannot read GoCD neither counts nor starts it again. At the look
+    after which more than :data:`ANCESTOR_LOOKS` looks counted, it launches one
+    agent, of the profile chosen for the oldest such job whose profile is not
+    backing off and below ``max``, and the count starts again (with no such
+    job, it tries at the next look). It never drains and keeps no ``min``: the
+    ancestor had neither.
+    """
+    fleet = _count_fleet(request.fleet, now)
+    if looks.next_look is None or now >= looks.next_look:
+        look, next_look = True, now + ANCESTOR_LOOK_INTERVAL
+    else:
+        look, next_look = False, looks.next_look
+    stale = _stale(request, settings, now)
+    if stale is not None:
+        plan = _stale_plan(now, profiles, fleet, request, stale, {})
+        return plan, AncestorLooks(next_look, looks.busy_looks)
+    backlog = request.backlog
+    assert backlog is not None  # else it would be stale
+    not_ours, waiting = _not_ours(list(enumerate(backlog.jobs)))
+    idle, signed, _ = _take_idle_agents(waiting, backlog.agents, fleet.leaving_hosts)
+    unmatched, demand = _choose_profile(signed, profiles)
+    starting, needing = _cover_with_in_flight(demand, fleet.in_flight)
+    backing_off, wanted = _hold_for_backoff(needing, fleet, now)
+
+    busy_looks = looks.busy_looks
+    if look:
+        busy_looks = busy_looks + 1 if needing else 0
+    launch_at = None
+    if look and busy_looks > ANCESTOR_LOOKS:
+        launch_at = next(
+            (k for k, (_, _, p) in enumerate(wanted) if fleet.active[p.name] < p.max),
+            None,
+        )
+    launches: dict[str, int] = {}
+    if launch_at is not None:
+        launches[wanted[launch_at][2].name] = 1
+        busy_looks = 0
+    held_detail = (
+        f"ancestor policy: {min(busy_looks, ANCESTOR_LOOKS + 1)} of {ANCESTOR_LOOKS + 1} looks with "
+        f"waiting jobs, next look in {next_look - now:.0f}s"
+    )
+    capped: Counter[str] = Counter()
+    held: list[_Said] = []
+    for k, (i, job, profile) in enumerate(wanted):
+        if k == launch_at:
+            reason = JobReason(job.locator, "launching", profile.name, "")
+        elif fleet.active[profile.name] >= profile.max:
+            capped[profile.name] += 1
+            detail = f"max {profile.max} agents reached"
+            reason = JobReason(job.locator, "capped-at-max", profile.name, detail)
+        else:
+            reason = JobReason(job.locator, "held-by-policy", profile.name, held_detail)
+        held.append((i, reason))
+    reasons = _in_order(len(backlog.jobs), not_ours, idle, unmatched, starting, backing_off, held)
+    plan = _plan(
+        now,
+        profiles,
+        fleet,
+        reasons,
+        waiting=Counter(p.name for _, _, p in demand),
+        launches=launches,
+        capped=capped,
+        drains={},
+        stale=False,
+    )
+    return plan, AncestorLooks(next_look, busy_looks)
+
+
+class AncestorPolicy:
+    """The ancestor's policy (:func:`ancestor_decide`), remembering its looks between
+    decisions: one instance per system."""
+
+    def __init__(self, looks: AncestorLooks | None = None) -> None:
+        self._looks = looks or AncestorLooks()
+
+    @property
+    def looks(self) -> AncestorLooks:
+        """What it remembers now."""
+        return self._looks
+
+    def decide(
+        self, request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettings, now: float
+    ) -> ScalePlan:
+        """The plan of :func:`ancestor_decide`; its looks are remembered for the next call."""
+        plan, self._looks = ancestor_decide(request, profiles, settings, now, self._looks)
+        return plan
+
+
+# --- A static fleet ---------------------------------------------------------------
+
+
+class StaticPolicy:
+    """A static fleet: ``min`` agents of each profile are kept (refilled within ``max``, the
+    backoff and ``max_launch_per_cycle``, stale data or not), nothing is launched for
+    waiting jobs (``held-by-policy``) and nothing is drained, not even at ``max_jobs``.
+    Keeps no state."""
+
+    def decide(
+        self, request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettings, now: float
+    ) -> ScalePlan:
+        """Steps 1 to 4 for the reasons, ``min`` for the launches, no drains."""
+        fleet = _count_fleet(request.fleet, now)
+        launches, _, _ = _launches(profiles, Counter(), fleet, settings)
+        stale = _stale(request, settings, now)
+        if stale is not None:
+            return _stale_plan(now, profiles, fleet, request, stale, launches)
+        backlog = request.backlog
+        assert backlog is not None  # else it would be stale
+        not_ours, waiting = _not_ours(list(enumerate(backlog.jobs)))
+        idle, signed, _ = _take_idle_agents(waiting, backlog.agents, fleet.leaving_hosts)
+        unmatched, demand = _choose_profile(signed, profiles)
+        starting, needing = _cover_with_in_flight(demand, fleet.in_flight)
+        held: list[_Said] = []
+        for i, job, profile in needing:
+            detail = f"static fleet: {profile.min} agent(s), none launched for jobs"
+            held.append((i, JobReason(job.locator, "held-by-policy", profile.name, detail)))
+        reasons = _in_order(len(backlog.jobs), not_ours, idle, unmatched, starting, held)
+        return _plan(
+            now,
+            profiles,
+            fleet,
+            reasons,
+            waiting=Counter(p.name for _, _, p in demand),
+            launches=launches,
+            capped=Counter(),
+            drains={},
+            stale=False,
+        )
+
+
+# --- Policies by name --------------------------------------------------------------
+
+
+#: The policies ``[judge] policy`` names, each a factory of a fresh instance.
+POLICIES: Mapping[str, Callable[[], Policy]] = MappingProxyType(
+    {"default": DefaultPolicy, "ancestor": AncestorPolicy, "static": StaticPolicy}
+)
+
+
+def policy_named(name: str) -> Policy:
+    """A fresh instance of the policy ``name`` (a key of :data:`POLICIES`).
+
+    Raises :class:`~actors.exceptions.ConfigError` for an unknown name, with the known ones.
+    """
+    factory = POLICIES.get(name)
+    if factory is None:
+        raise ConfigError(f'[judge] policy: "{name}" is not one of: {", ".join(POLICIES)}')
+    return factory()
+
+
+# --- The actor ------------------------------------------------------------------------
+
+
 class Judge(BaseActor):
-    """Decides scale plans; the thin shell around a policy such as :func:`decide`.
+    """Decides scale plans; the thin shell around a :class:`Policy`.
+
+    The policy is the one passed in code (a Policy, or a plain function of
+    :func:`decide`'s signature), else the one ``settings.policy`` names.
 
     Accepts: :class:`~actors.messages.Decide` (from the registry),
     :class:`~actors.messages.Subscribe`.
@@ -371,7 +821,7 @@ class Judge(BaseActor):
         clock: Any,
         registry: Any = None,
         subscribers: Iterable[Any] = (),
-        policy: Policy | None = None,
+        policy: Policy | PolicyFunction | None = None,
         dry_run: bool = False,
         stop_hook: Callable[[str], None] | None = None,
     ) -> None:
@@ -381,13 +831,13 @@ class Judge(BaseActor):
         self._settings = settings
         self._clock = clock
         self._registry = registry
-        self._policy: Policy = policy or decide
+        self._policy = as_policy(policy) if policy is not None else policy_named(settings.policy)
         self._publisher = Publisher(list(subscribers))
         self._last_summary: tuple[Any, ...] = ()
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Decide):
-            plan = self._policy(message, self._profiles, self._settings, self._clock.now())
+            plan = self._policy.decide(message, self._profiles, self._settings, self._clock.now())
             self._log(plan)
             if self._registry is not None:
                 self._registry.tell(plan)
