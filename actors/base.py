@@ -80,7 +80,10 @@ class BaseActor(pykka.ThreadingActor):
         traceback: TracebackType | None,
     ) -> None:
         name = type(self).__name__
-        logger.error(
+        # With a stop hook, the system's one ERROR line ("Stopped because ...") names the
+        # cause; the traceback is for whoever digs deeper. Without one, this is the ERROR.
+        logger.log(
+            logging.WARNING if self._stop_hook is not None else logging.ERROR,
             "%s crashed: %s",
             name,
             exception_value,

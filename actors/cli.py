@@ -71,6 +71,9 @@ def setup_logging(level: str, fmt: str, stream: Any = None) -> None:
     quiet = max(logging.WARNING, root.level)
     for name in NOISY_LOGGERS:
         logging.getLogger(name).setLevel(quiet)
+    # pykka logs an actor's crash at ERROR with its traceback; our actors report their own
+    # (BaseActor.on_failure) and the system names the cause in one ERROR line.
+    logging.getLogger("pykka").setLevel(max(logging.CRITICAL, root.level))
     if hasattr(signal, "SIGUSR1"):
         # `kill -USR1 <pid>` dumps every thread's stack to stderr.
         faulthandler.register(signal.SIGUSR1, all_threads=True)

@@ -301,6 +301,9 @@ def test_daemon_exits_1_when_its_state_dir_becomes_unwritable(tmp_path):
     last_error = [line for line in lines if " ERROR " in line][-1]
     assert " actors.system " in last_error, "".join(lines)
     assert f"Stopped because AgentRegistry crashed: [state] dir {state_dir} is not writable" in last_error
+    # One ERROR line, naming the cause as it is (the traceback goes with a WARNING).
+    assert [line for line in lines if " ERROR " in line] == [last_error]
+    assert "it is not a directory" in last_error
 
 
 def test_dry_run_beside_a_running_daemon_changes_nothing(system, caplog):

@@ -361,7 +361,14 @@ class AgentRegistry(BaseActor):
             state.write_json(self._path, data)
         except OSError as e:
             directory = os.path.dirname(self._path)
-            raise OSError(f"[state] dir {directory} is not writable: {e.strerror or e} ({FLEET_FILE})") from e
+            why = (
+                "it is not a directory"
+                if os.path.lexists(directory) and not os.path.isdir(directory)
+                else None
+            )
+            raise OSError(
+                f"[state] dir {directory} is not writable: {why or e.strerror or e} ({FLEET_FILE})"
+            ) from e
         self._dirty = False
 
     # --- dispatch -----------------------------------------------------------
