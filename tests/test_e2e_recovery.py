@@ -135,3 +135,31 @@ def test_max_jobs_counts_short_jobs_and_retires_the_agent_at_the_next_poll(syste
     for uuid, jobs in counted.items():
         assert jobs <= sum(1 for j in state["jobs"] if j["agent_uuid"] == uuid)
         assert jobs >= 1 or not any(j["agent_uuid"] == uuid for j in state["jobs"])
+
+
+def test_a_wrong_key_with_launches_that_share_a_node_leaves_no_pending_pile_up(system, caplog):
+    """Host networking, one node: three Pending agents under one hostname cannot be told apart.
+    Their launches time out and their Pending agents are removed; probes, one at a time, are
+    told apart and approved, so every job runs and no Pending agent is left behind."""
+    s = system(
+        nodes=1,
+        register_timeout=30.0,
+        judge=JudgeSettings(stale_after=15, backoff_initial=5, backoff_max=20),
+    )
+    s.settings = replace(s.settings, agents=replace(s.settings.agents, auto_register_key=Secret("other-key")))
+    locators = s.gocd.schedule_jobs("app", count=3, resources=["linux"], duration_s=5)
+    with caplog.at_level(logging.ERROR):
+        s.start_daemon()
+        s.wait_gocd(
+            lambda st: sum(1 for j in completed(st) if j["locator"] in locators) == 3,
+            timeout=120,
+            what="all three jobs completed",
+        )
+        # The Pending agents of the launches given up are disabled, then deleted.
+        s.wait_gocd(
+            lambda st: all(a["hostname"].startswith("gocd-mesos-") for a in st["agents"]),
+            timeout=60,
+            what="no agent left but ours, renamed to their task ids",
+        )
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and "auto_register_key does not match" in errors[0]

@@ -763,3 +763,28 @@ def test_a_fleet_record_without_its_clock_values_loads(clock, tmp_path):
     (tmp_path / "fleet.json").write_text(json.dumps({"version": 1, "records": [record]}))
     h = Harness(clock, tmp_path)
     assert h.states() == {f"{PREFIX}linux-0000beef": "idle"}
+
+
+def test_pending_agents_of_launches_given_up_are_removed_and_do_not_block_the_next_tie(h, caplog):
+    tasks = h.launch(count=3)
+    for t in tasks:
+        h.send(TaskLaunched(task_id=t, profile="linux", agent_id="S1", hostname="node1"))
+        h.task(t, "TASK_RUNNING")
+    dead = [agent("node1", "Unknown", config="Pending", uuid=f"p{i}") for i in range(3)]
+    with caplog.at_level(logging.WARNING):
+        h.snapshot(*dead)
+        h.snapshot(*dead)
+    assert h.poller.of(EnableAgent) == []
+    assert caplog.text.count("cannot be told apart") == 1  # said once, not at every poll
+    h.clock.advance(301)
+    h.snapshot(*dead)
+    assert {k.task_id for k in h.bridge.of(KillAgent)} == set(tasks)
+    assert h.poller.of(DisableAgent) == [DisableAgent(uuid=f"p{i}") for i in range(3)]
+    h.send(AgentDisabled(agent=agent("node1", "Unknown", config="Disabled", uuid="p0")))
+    h.send(AgentRead(agent=agent("node1", "Unknown", config="Disabled", uuid="p0")))
+    assert h.poller.of(DeleteAgent) == [DeleteAgent(uuid="p0")]
+    # The next launch on that node is told apart from what is left of them.
+    (probe,) = h.launch()
+    h.send(TaskLaunched(task_id=probe, profile="linux", agent_id="S1", hostname="node1"))
+    h.snapshot(*dead[1:], agent("node1", "Unknown", config="Pending", uuid="p-new"))
+    assert [m.uuid for m in h.poller.of(EnableAgent)] == ["p-new"]

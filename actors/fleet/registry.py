@@ -293,6 +293,12 @@ class AgentRegistry(BaseActor):
         self._decide_again = False
         self._registered_at: float | None = None
         self._key_mismatch_told = False
+        #: Per node, the (Pending agents, waiting launches) last said to be ambiguous there.
+        self._ambiguous_told: dict[str, tuple[int, int]] = {}
+        #: Pending GoCD agents of our launches that died unregistered: never tied, removed.
+        self._dead_pending: set[str] = set()
+        #: Nodes where a launch of ours was given up unregistered during this snapshot.
+        self._given_up_on: set[str] = set()
         #: Launches requested by this process (numbers them for the backoff's waves).
         self._launches = 0
         self._dirty = False
@@ -721,6 +727,7 @@ class AgentRegistry(BaseActor):
                 self._ask_job_history(record, now)
             self._check_timers(record, seen, backlog.fetched_at, now)
         self._clean_orphan_agents(backlog, by_host, now)
+        self._remove_dead_pending(backlog)
         self._decide()
 
     def _adopt_gocd_agents(self, by_host: dict[str, GoAgent]) -> None:
@@ -756,6 +763,7 @@ class AgentRegistry(BaseActor):
             if (
                 agent.config_state == "Pending"
                 and agent.uuid not in known
+                and agent.uuid not in self._dead_pending
                 and agent.hostname not in self._records
             ):
                 pending.setdefault(_host_key(agent.hostname), []).append(agent)
@@ -778,11 +786,45 @@ class AgentRegistry(BaseActor):
                 )
                 record.agent_uuid = agent.uuid
                 self._mark()
-            elif agents:
+            elif agents and self._ambiguous_told.get(node) != (len(agents), len(records)):
+                self._ambiguous_told[node] = (len(agents), len(records))
                 self._key_mismatch(
                     f"{len(agents)} Pending GoCD agent(s) on node {node}, where {len(records)} agents of "
                     "ours wait to register, cannot be told apart"
                 )
+
+    def _remove_dead_pending(self, backlog: BacklogSnapshot) -> None:
+        """Remove the Pending agents of launches given up unregistered, so they neither pile
+        up in GoCD nor keep the next launch on their node from being told apart.
+
+        On a node where no launch of ours waits any more, a Pending agent nobody has tied
+        was one of those launches' (GoCD forgets a Pending agent only after 5 minutes of
+        silence). A Pending agent is disabled first (GoCD deletes only Disabled agents),
+        then read again and deleted like an orphan.
+        """
+        nodes, self._given_up_on = self._given_up_on, set()
+        if not nodes:
+            return
+        still_waiting = {
+            _host_key(r.node) for r in self._records.values() if r.state in LAUNCH and r.agent_uuid is None
+        }
+        known = {r.agent_uuid for r in self._records.values() if r.agent_uuid}
+        for agent in backlog.agents:
+            node = _host_key(agent.hostname)
+            if (
+                agent.config_state == "Pending"
+                and node in nodes
+                and node not in still_waiting
+                and agent.uuid not in known
+                and agent.uuid not in self._dead_pending
+            ):
+                logger.info(
+                    "Removing Pending GoCD agent %s (%s): the launch of ours on that node never registered",
+                    agent.hostname,
+                    agent.uuid,
+                )
+                self._dead_pending.add(agent.uuid)
+                self._ask_poller(DisableAgent(uuid=agent.uuid), f"disable Pending agent {agent.uuid}")
 
     def _key_mismatch(self, what: str) -> None:
         """Say once, as an ERROR, that our agents come up Pending and what that means."""
@@ -924,6 +966,8 @@ class AgentRegistry(BaseActor):
             )
             self._launch_failed(record, "did not register in time")
             self._kill(record.task_id)
+            if record.node:
+                self._given_up_on.add(_host_key(record.node))
         elif record.state == FleetState.REQUESTED and now > record.register_by:
             logger.warning(
                 "No Mesos offer fitted agent %s of profile %s within %.0fs; giving up on it",
@@ -1033,8 +1077,9 @@ class AgentRegistry(BaseActor):
     def _on_agent_outcome(self, message: AgentEnabled | AgentDisabled | AgentRead) -> None:
         record = self._record_by_uuid(message.agent.uuid) or self._records.get(message.agent.hostname)
         if record is None:
-            if isinstance(message, AgentDisabled) and message.agent.hostname.startswith(
-                self._agents.hostname_prefix
+            if isinstance(message, AgentDisabled) and (
+                message.agent.hostname.startswith(self._agents.hostname_prefix)
+                or message.agent.uuid in self._dead_pending
             ):
                 # An orphan agent we disabled: read it again before deleting it.
                 self._ask_poller(ReadAgent(uuid=message.agent.uuid), "re-read orphan agent")
@@ -1081,6 +1126,7 @@ class AgentRegistry(BaseActor):
         )
 
     def _on_deleted(self, uuid: str) -> None:
+        self._dead_pending.discard(uuid)
         record = self._record_by_uuid(uuid)
         if record is None:
             return
@@ -1100,6 +1146,7 @@ class AgentRegistry(BaseActor):
             self._ask_poller(DisableAgent(uuid=message.uuid), f"disable agent {record.task_id}")
 
     def _on_not_found(self, message: AgentNotFound) -> None:
+        self._dead_pending.discard(message.uuid)
         record = self._record_by_uuid(message.uuid)
         if record is None:
             return
