@@ -403,14 +403,22 @@ def _above(value: Any, number: float, bound: str | None, parse: Callable[[str], 
 
 
 def _check_duration(value: Any, at_least: str | None = None, above: str | None = None) -> float:
-    """A duration; ``at_least`` or ``above`` (durations too) bound it from below."""
+    """A duration; ``at_least`` or ``above`` (durations too) bound it from below, and no
+    duration is longer than :data:`LONGEST_DURATION` (timers past it overflow the platform's
+    time, and no setting means that long)."""
     try:
         seconds = parse_duration(value)
     except ValueError as e:
         raise _Invalid(str(e)) from None
     _at_least(value, seconds, at_least, parse_duration, "too short")
     _above(value, seconds, above, parse_duration, "too short")
+    if seconds > LONGEST_DURATION:
+        raise _Invalid(f'"{value}" is too long (must be at most 365d)')
     return seconds
+
+
+#: The longest duration any setting takes, in seconds (365 days).
+LONGEST_DURATION = 365 * 86400.0
 
 
 def _check_memsize(value: Any, above: str | None = None) -> float:

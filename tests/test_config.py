@@ -664,3 +664,11 @@ def test_settings_built_in_code_report_every_problem_as_a_file_does():
     assert any("[gocd] url" in p for p in problems)
     assert any("[gocd] poll_interval" in p for p in problems)
     assert any("pol_interval: unknown key (did you mean 'poll_interval'?)" in p for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("section", "key"), [("gocd", "timeout"), ("gocd", "poll_interval"), ("mesos", "failover_timeout")]
+)
+def test_a_duration_longer_than_a_year_is_refused(section, key):
+    problems = problems_of(MINIMAL.replace(f"[{section}]\n", f"[{section}]\n{key} = 100000000d\n", 1))
+    assert any(f"[{section}] {key}" in p and "must be at most 365d" in p for p in problems), problems
