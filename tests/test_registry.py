@@ -788,3 +788,14 @@ def test_pending_agents_of_launches_given_up_are_removed_and_do_not_block_the_ne
     h.send(TaskLaunched(task_id=probe, profile="linux", agent_id="S1", hostname="node1"))
     h.snapshot(*dead[1:], agent("node1", "Unknown", config="Pending", uuid="p-new"))
     assert [m.uuid for m in h.poller.of(EnableAgent)] == ["p-new"]
+
+
+def test_a_very_long_crash_loop_stays_at_backoff_max(clock, tmp_path):
+    (tmp_path / "fleet.json").write_text(
+        '{"version": 1, "records": [], "backoff": {"linux": {"failures": 1024}}}'
+    )
+    h = Harness(clock, tmp_path)
+    (t,) = h.launch()
+    h.task(t, "TASK_FAILED")
+    (b,) = h.registry.fleet().backoff
+    assert (b.failures, b.until) == (1025, h.clock.now() + 600)
