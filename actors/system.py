@@ -26,7 +26,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pykka
 
@@ -35,6 +35,9 @@ from actors.base import Ping
 from actors.clock import Clock, RealClock
 from actors.config import Settings
 from actors.exceptions import GocdMesosError
+
+if TYPE_CHECKING:
+    from actors.fleet.judge import Policy, PolicyFunction
 
 __all__ = ["ActorSpec", "Exit", "Listener", "System", "build_actors", "run", "start"]
 
@@ -70,7 +73,7 @@ def build_actors(
     clock: Clock,
     stop_hook: Callable[[str], None],
     subscribers: tuple[Any, ...] = (),
-    policy: Any = None,
+    policy: Policy | PolicyFunction | None = None,
     dry_run: bool = False,
 ) -> list[ActorSpec]:
     """The actors of a system in start order: AgentRegistry, Judge, MesosBridge, GoCDPoller.
@@ -157,15 +160,18 @@ def start(
     *,
     clock: Clock | None = None,
     listeners: Iterable[Listener] = (),
-    policy: Any = None,
+    policy: Policy | PolicyFunction | None = None,
     dry_run: bool = False,
     start_timeout: float = 10.0,
 ) -> System:
     """Start a system on ``settings`` and return its handle once every actor answers.
 
     ``clock`` defaults to the real clock; ``listeners`` are subscribed before the
-    first message is published; ``policy`` replaces the scaling policy that
-    ``[judge]`` names; ``dry_run`` decides and logs but changes nothing anywhere.
+    first message is published; ``policy`` (an object with the
+    :class:`~actors.fleet.judge.Policy` protocol's ``decide`` method, or a plain
+    function of :func:`~actors.fleet.judge.decide`'s signature) replaces the scaling
+    policy that ``[judge] policy`` names; ``dry_run`` decides and logs but changes
+    nothing anywhere.
     Raises :class:`~actors.exceptions.GocdMesosError` if the system could not start
     (it is stopped again, and the reason logged).
     """
