@@ -66,6 +66,7 @@ from actors.exceptions import ConfigError
 from actors.fleet.matching import environment_matches, fold
 from actors.fleet.states import ENDED, IN_FLIGHT, LEAVING, FleetState
 from actors.messages import (
+    BacklogSnapshot,
     Decide,
     FleetAgent,
     FleetView,
@@ -572,6 +573,21 @@ def _stale_plan(
 # --- The default policy -----------------------------------------------------------
 
 
+def _steps_1_to_4(
+    backlog: BacklogSnapshot, profiles: tuple[Profile, ...], fleet: _Fleet
+) -> tuple[
+    list[_Said], list[_Said], Counter[Signature], list[_Said], list[_Demand], list[_Said], list[_Demand]
+]:
+    """The steps every policy takes first: jobs not ours, jobs idle agents take, the profile
+    of the rest, jobs agents in flight cover. Returns the reasons said by each step, the idle
+    agents taken by signature, the demand by profile and what is left of it."""
+    not_ours, waiting = _not_ours(list(enumerate(backlog.jobs)))
+    idle, signed, taken_idle = _take_idle_agents(waiting, backlog.agents, fleet.leaving_hosts)
+    unmatched, demand = _choose_profile(signed, profiles)
+    starting, needing = _cover_with_in_flight(demand, fleet.in_flight)
+    return not_ours, idle, taken_idle, unmatched, demand, starting, needing
+
+
 def decide(request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettings, now: float) -> ScalePlan:
     """The default policy's plan for one view of the backlog and the fleet at ``now``: the
     module's steps, in order."""
@@ -582,10 +598,7 @@ def decide(request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettin
         return _stale_plan(now, profiles, fleet, request, stale, launches)
     backlog = request.backlog
     assert backlog is not None  # else it would be stale
-    not_ours, waiting = _not_ours(list(enumerate(backlog.jobs)))
-    idle, signed, taken_idle = _take_idle_agents(waiting, backlog.agents, fleet.leaving_hosts)
-    unmatched, demand = _choose_profile(signed, profiles)
-    starting, needing = _cover_with_in_flight(demand, fleet.in_flight)
+    not_ours, idle, taken_idle, unmatched, demand, starting, needing = _steps_1_to_4(backlog, profiles, fleet)
     backing_off, wanted = _hold_for_backoff(needing, fleet, now)
     launches, over_max, over_budget = _launches(
         profiles, Counter(p.name for _, _, p in wanted), fleet, settings
@@ -666,10 +679,7 @@ def ancestor_decide(
         return plan, AncestorLooks(next_look, looks.busy_looks)
     backlog = request.backlog
     assert backlog is not None  # else it would be stale
-    not_ours, waiting = _not_ours(list(enumerate(backlog.jobs)))
-    idle, signed, _ = _take_idle_agents(waiting, backlog.agents, fleet.leaving_hosts)
-    unmatched, demand = _choose_profile(signed, profiles)
-    starting, needing = _cover_with_in_flight(demand, fleet.in_flight)
+    not_ours, idle, _, unmatched, demand, starting, needing = _steps_1_to_4(backlog, profiles, fleet)
     backing_off, wanted = _hold_for_backoff(needing, fleet, now)
 
     busy_looks = looks.busy_looks
@@ -756,10 +766,7 @@ class StaticPolicy:
             return _stale_plan(now, profiles, fleet, request, stale, launches)
         backlog = request.backlog
         assert backlog is not None  # else it would be stale
-        not_ours, waiting = _not_ours(list(enumerate(backlog.jobs)))
-        idle, signed, _ = _take_idle_agents(waiting, backlog.agents, fleet.leaving_hosts)
-        unmatched, demand = _choose_profile(signed, profiles)
-        starting, needing = _cover_with_in_flight(demand, fleet.in_flight)
+        not_ours, idle, _, unmatched, demand, starting, needing = _steps_1_to_4(backlog, profiles, fleet)
         held: list[_Said] = []
         for i, job, profile in needing:
             detail = f"static fleet: {profile.min} agent(s), none launched for jobs"
