@@ -355,9 +355,12 @@ def run_sandbox(
         flush=True,
     )
     start = clock.now()
+    # The workload starts with the daemon, so that its first poll sees the first burst.
+    workload.start()
     try:
         system = gocd_mesos.start(settings, clock=clock, listeners=(observer,))
     except GocdMesosError as e:
+        workload.stop()
         mesos.stop()
         gocd.stop()
         shutil.rmtree(state_dir, ignore_errors=True)
@@ -371,7 +374,6 @@ def run_sandbox(
 
     watcher = threading.Thread(target=watch, name="sandbox-watch", daemon=True)
     watcher.start()
-    workload.start()
     try:
         # --duration is wall-clock time by definition, so this one reads the machine's clock.
         real_start = time.monotonic()
