@@ -3,7 +3,8 @@
 :func:`main` is what ``gocd-mesosd`` (and ``bin/gocd-mesosd``) runs: it parses
 the command line, loads the configuration (exit 2 on any problem), sets up
 logging, starts the system through :func:`actors.system.start`, and blocks
-until SIGTERM/SIGINT or a dead actor, then stops the system. Exit status: 0
+until SIGTERM/SIGINT or a dead actor, then stops the system; SIGHUP reloads the
+file (:mod:`actors.reload`) on the main thread. Exit status: 0
 after an orderly stop, 1 on a runtime failure, 2 on a configuration or usage
 error. ``--sandbox`` hands over to :func:`actors.sandbox.run_sandbox`.
 """
@@ -24,6 +25,7 @@ from typing import Any
 
 from actors import __version__, config
 from actors.exceptions import ConfigError, GocdMesosError
+from actors.reload import reload
 from actors.system import System, start
 
 __all__ = ["main", "parse_args", "setup_logging"]
@@ -158,6 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level or settings.logging.level, args.log_format or settings.logging.format)
     running: list[System] = []
     stop_asked = threading.Event()
+    reload_asked = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:
         logger.info("Got %s; stopping (Mesos keeps the agents running)", signal.Signals(signum).name)
@@ -165,8 +168,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         for system in running:
             system.stop(block=False)
 
+    def on_hangup(signum: int, frame: Any) -> None:
+        # Only a flag: the main thread reads the file, not a signal handler.
+        reload_asked.set()
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, on_hangup)
     if args.dry_run:
         # The state dir may be a running daemon's: a dry run only reads it.
         logger.info("Dry run: decisions are logged; nothing is launched, killed, changed or saved")
@@ -184,9 +193,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         running.append(start(settings, dry_run=args.dry_run))
     except GocdMesosError:
         return 1  # start() has logged why
+    system = running[0]
     if stop_asked.is_set():
-        running[0].stop(block=False)
-    return running[0].wait().status
+        system.stop(block=False)
+
+    def relog(new: config.LoggingSettings) -> None:
+        setup_logging(args.log_level or new.level, args.log_format or new.format)
+
+    while (end := system.wait(timeout=RELOAD_LATENCY)).status == -1:
+        if reload_asked.is_set():
+            reload_asked.clear()
+            logger.info("Got SIGHUP; reloading %s", args.config)
+            settings = reload(args.config, settings, system, relog)
+    return end.status
+
+
+#: Seconds the main thread may take to notice a SIGHUP.
+RELOAD_LATENCY = 0.5
 
 
 def _sandbox(args: argparse.Namespace) -> int:

@@ -14,8 +14,12 @@ backwards compatible (add fields with defaults, never rename).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from actors.fleet.states import FleetState
+
+if TYPE_CHECKING:
+    from actors.config import JudgeSettings, Profile
 
 __all__ = [
     "AgentChangeFailed",
@@ -52,6 +56,7 @@ __all__ = [
     "ReconcileTasks",
     "ScalePlan",
     "ScheduledJob",
+    "SettingsChanged",
     "Subscribe",
     "TaskLaunched",
     "TaskUpdate",
@@ -611,3 +616,20 @@ class FleetChanged:
     failed_total: int = 0
     #: Kill requests sent since start.
     killed_total: int = 0
+
+
+@dataclass(frozen=True)
+class SettingsChanged:
+    """The configuration was reloaded (SIGHUP, or ``System.reload``): the live settings to use
+    from now on. Told to the AgentRegistry, the Judge and the MesosBridge.
+
+    The judge decides with the new profiles and settings; the bridge launches queued and new
+    tasks with the new profiles and drops the queued tasks of a removed profile
+    (``TASK_DROPPED``); the registry retires the agents of a removed profile, which then leave
+    through the safe drain (never killed while building).
+    """
+
+    #: Agent profiles in file order, replacing the ones before.
+    profiles: tuple[Profile, ...]
+    #: The judge's settings, replacing the ones before.
+    judge: JudgeSettings

@@ -269,6 +269,21 @@ class System:
         """The GoCDPoller's ref."""
         return self.refs["GoCDPoller"]
 
+    def reload(self, settings: Settings) -> None:
+        """Apply ``settings``' profiles and ``[judge]`` settings without a restart: tells
+        :class:`~actors.messages.SettingsChanged` to the Judge, the MesosBridge and the
+        AgentRegistry, which decides again at once. The other sections need a restart and are
+        not looked at here (see :mod:`actors.reload`)."""
+        from actors.messages import SettingsChanged
+
+        change = SettingsChanged(profiles=settings.profiles, judge=settings.judge)
+        # The registry last: the decision it asks for is made with the new settings.
+        for name in ("Judge", "MesosBridge", "AgentRegistry"):
+            ref = self.refs.get(name)
+            if ref is not None:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    ref.tell(change)
+
     def stop_hook(self, reason: str) -> None:
         """Called by an actor that dies, with why: ends the system."""
         self._failure.append(reason)

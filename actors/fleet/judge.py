@@ -75,6 +75,7 @@ from actors.messages import (
     ProfileDecision,
     ScalePlan,
     ScheduledJob,
+    SettingsChanged,
     Subscribe,
 )
 
@@ -815,6 +816,8 @@ class Judge(BaseActor):
     :func:`decide`'s signature), else the one ``settings.policy`` names.
 
     Accepts: :class:`~actors.messages.Decide` (from the registry),
+    :class:`~actors.messages.SettingsChanged` (the next decision uses the new profiles and
+    settings; a policy named by ``settings.policy`` is replaced when the name changes),
     :class:`~actors.messages.Subscribe`.
     Sends: :class:`~actors.messages.ScalePlan` to ``registry`` and to every
     subscriber.
@@ -838,6 +841,8 @@ class Judge(BaseActor):
         self._settings = settings
         self._clock = clock
         self._registry = registry
+        #: Whether the policy is the one ``settings.policy`` names (not one passed in code).
+        self._policy_by_name = policy is None
         self._policy = as_policy(policy) if policy is not None else policy_named(settings.policy)
         self._publisher = Publisher(list(subscribers))
         self._last_summary: tuple[Any, ...] = ()
@@ -849,6 +854,13 @@ class Judge(BaseActor):
             if self._registry is not None:
                 self._registry.tell(plan)
             self._publisher.publish(plan)
+            return None
+        if isinstance(message, SettingsChanged):
+            if self._policy_by_name and message.judge.policy != self._settings.policy:
+                logger.info("Scaling policy is now %s (was %s)", message.judge.policy, self._settings.policy)
+                self._policy = policy_named(message.judge.policy)
+            self._profiles = message.profiles
+            self._settings = message.judge
             return None
         if isinstance(message, Subscribe):
             self._publisher.add(message.subscriber)

@@ -22,7 +22,9 @@ Accepts: ``Peers``, ``BacklogSnapshot``, ``GoCDUnavailable``, ``ScalePlan``,
 ``TaskLaunched``, ``TaskUpdate``, ``FrameworkRegistered``, ``FrameworkDisconnected``,
 ``FrameworkError``, the poller's agent outcomes (``AgentEnabled``, ``AgentDisabled``,
 ``AgentRead``, ``AgentJobHistory``, ``AgentDeleted``, ``AgentDeleteRefused``,
-``AgentNotFound``, ``AgentChangeFailed``), ``Subscribe``.
+``AgentNotFound``, ``AgentChangeFailed``), ``SettingsChanged`` (a reload: the agents of a
+removed profile retire and leave through the safe drain; its launches not yet placed are
+forgotten once the bridge drops them, not counted as failures), ``Subscribe``.
 Sends: ``Decide`` to the judge; ``LaunchAgents``, ``KillAgent``,
 ``ReconcileTasks`` to the bridge; ``EnableAgent``, ``DisableAgent``,
 ``ReadAgent``, ``ReadJobHistory``, ``DeleteAgent`` to the poller; ``FleetChanged``
@@ -75,6 +77,7 @@ from actors.messages import (
     ReadJobHistory,
     ReconcileTasks,
     ScalePlan,
+    SettingsChanged,
     Subscribe,
     TaskLaunched,
     TaskUpdate,
@@ -410,6 +413,8 @@ class AgentRegistry(BaseActor):
             self._on_job_history(message)
         elif isinstance(message, AgentChangeFailed):
             self._on_change_failed(message)
+        elif isinstance(message, SettingsChanged):
+            self._on_settings(message)
         elif isinstance(message, Peers):
             self._judge, self._bridge, self._poller = message.judge, message.bridge, message.poller
             self._reconcile()
@@ -488,6 +493,32 @@ class AgentRegistry(BaseActor):
                 self._start_drain(record, "retired" if self._used_up(record) else "idle")
         if self._decide_again:
             self._decide()
+
+    def _on_settings(self, message: SettingsChanged) -> None:
+        """A reload: use the new profiles; the agents of a removed profile retire (drained once
+        their agent works, never killed while building); those of a profile configured again stay."""
+        removed = self._profiles.keys() - {p.name for p in message.profiles}
+        self._profiles = {p.name: p for p in message.profiles}
+        self._judge_settings = message.judge
+        for name in removed:
+            if self._backoff.pop(name, None) is not None:
+                self._mark()
+        for record in self._records.values():
+            if record.state in ENDED or record.state in LEAVING:
+                continue
+            if record.profile in self._profiles and record.retiring:
+                logger.info("Profile %s is configured again: agent %s stays", record.profile, record.task_id)
+                record.retiring = False
+                self._mark()
+            elif record.profile not in self._profiles and not record.retiring:
+                logger.info(
+                    "Profile %s was removed from the configuration: agent %s retires (drained when idle)",
+                    record.profile,
+                    record.task_id,
+                )
+                record.retiring = True
+                self._mark()
+        self._decide()
 
     def _used_up(self, record: Record) -> bool:
         """Whether the agent has started the last job its profile's ``max_jobs`` allows."""
@@ -583,6 +614,13 @@ class AgentRegistry(BaseActor):
             # Reconciliation says Mesos never saw it: the launch died with a previous process.
             logger.info("Agent %s was never launched; forgetting it", record.task_id)
             self._bridge.tell(KillAgent(task_id=record.task_id))
+            self._forget(record)
+        elif record.retiring and record.state in LAUNCH:
+            # Its profile was removed before it ran (the bridge dropped it from its queue, say):
+            # not a failure of any profile's launches.
+            logger.info(
+                "Launch of agent %s of removed profile %s ended: %s", record.task_id, record.profile, why
+            )
             self._forget(record)
         elif record.state in LAUNCH:
             self._launch_failed(record, why)

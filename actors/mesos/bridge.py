@@ -8,7 +8,9 @@ messages through :class:`~actors.mesos.scheduler.SchedulerAdapter`.
 
 Accepted: :class:`~actors.messages.LaunchAgents`,
 :class:`~actors.messages.KillAgent`, :class:`~actors.messages.ReconcileTasks`,
-:class:`~actors.messages.Subscribe`, and from the adapter
+:class:`~actors.messages.SettingsChanged` (queued and new tasks use the new profiles; queued
+tasks of a removed profile are dropped, ``TASK_DROPPED``), :class:`~actors.messages.Subscribe`,
+and from the adapter
 :class:`~actors.messages.FrameworkRegistered`, ``MesosDisconnected``,
 ``MesosOffersReceived``, ``MesosOfferRescinded``, ``MesosStatusReceived``,
 ``MesosAgentLost``, ``MesosExecutorLost``, ``MesosErrorReceived``.
@@ -65,6 +67,7 @@ from actors.messages import (
     KillAgent,
     LaunchAgents,
     ReconcileTasks,
+    SettingsChanged,
     Subscribe,
     TaskLaunched,
     TaskUpdate,
@@ -181,6 +184,8 @@ class MesosBridge(BaseActor):
             )
         elif isinstance(message, MesosErrorReceived):
             self._error(message)
+        elif isinstance(message, SettingsChanged):
+            self._settings_changed(message)
         elif isinstance(message, Subscribe):
             self._publisher.add(message.subscriber)
         else:
@@ -230,6 +235,29 @@ class MesosBridge(BaseActor):
             # REVIVE also clears our decline filters: the new tasks may fit declined agents.
             self._call("reviveOffers")
             self._suppressed = False
+
+    def _settings_changed(self, message: SettingsChanged) -> None:
+        self._profiles = {p.name: p for p in message.profiles}
+        now = self._clock.now()
+        for task_id, task in list(self._queue.items()):
+            profile = self._profiles.get(task.profile.name)
+            if profile is not None:
+                self._queue[task_id] = offers.QueuedTask(task_id, profile)
+                continue
+            del self._queue[task_id]
+            logger.info(
+                "Dropped %s from the launch queue: profile %s was removed", task_id, task.profile.name
+            )
+            self._publisher.publish(
+                TaskUpdate(
+                    task_id,
+                    "TASK_DROPPED",
+                    now,
+                    message=f"Profile {task.profile.name} was removed from the configuration",
+                    profile=task.profile.name,
+                )
+            )
+        self._maybe_suppress()
 
     def _kill(self, task_id: str) -> None:
         queued = self._queue.pop(task_id, None)
