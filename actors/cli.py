@@ -28,7 +28,7 @@ from actors.exceptions import ConfigError, GocdMesosError
 from actors.reload import reload
 from actors.system import System, start
 
-__all__ = ["main", "parse_args", "setup_logging"]
+__all__ = ["LOG_FIELDS", "JsonFormatter", "main", "parse_args", "setup_logging"]
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,14 @@ NOISY_LOGGERS = ("urllib3", "requests", "pykka", "kazoo", "pymesos")
 # --- logging ----------------------------------------------------------------
 
 
+#: Keys a JSON line carries when it concerns them (the key lines pass them through ``extra=``):
+#: stable, for log queries. ``event`` names the kind of line ("launch_decided", "drain_started").
+LOG_FIELDS = ("event", "profile", "task_id", "agent_uuid", "job", "reason")
+
+
 class JsonFormatter(logging.Formatter):
-    """One JSON object per line: time, level, logger, thread, message."""
+    """One JSON object per line: time, level, logger, thread, message, and those of
+    :data:`LOG_FIELDS` the line was given."""
 
     def format(self, record: logging.LogRecord) -> str:
         data = {
@@ -51,6 +57,10 @@ class JsonFormatter(logging.Formatter):
             "thread": record.threadName,
             "message": record.getMessage(),
         }
+        for key in LOG_FIELDS:
+            value = getattr(record, key, None)
+            if value is not None:
+                data[key] = value
         if record.exc_info:
             data["exception"] = self.formatException(record.exc_info)
         return json.dumps(data, ensure_ascii=False)

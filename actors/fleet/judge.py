@@ -871,7 +871,12 @@ class Judge(BaseActor):
         would = "Dry run: would " if self._dry_run else ""
         for name, count in plan.launches:
             logger.info(
-                "%s%s %d agent(s) for profile %s", would, "launch" if would else "Launching", count, name
+                "%s%s %d agent(s) for profile %s",
+                would,
+                "launch" if would else "Launching",
+                count,
+                name,
+                extra={"event": "launch_decided", "profile": name},
             )
         if plan.drains:
             logger.info(
@@ -880,6 +885,7 @@ class Judge(BaseActor):
                 "drain" if would else "Draining",
                 len(plan.drains),
                 ", ".join(plan.drains),
+                extra={"event": "drain_decided"},
             )
         summary = tuple(sorted(Counter(r.reason for r in plan.reasons).items()))
         if summary != self._last_summary:

@@ -260,6 +260,18 @@ def _host_key(hostname: str) -> str:
 _IP_RE = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
 
 
+def _fields(record: Record, event: str, reason: str = "", job: str = "") -> dict[str, str]:
+    """The structured fields of a log line about ``record`` (see ``actors.cli.LOG_FIELDS``)."""
+    fields_ = {"event": event, "task_id": record.task_id, "profile": record.profile}
+    if record.agent_uuid:
+        fields_["agent_uuid"] = record.agent_uuid
+    if reason:
+        fields_["reason"] = reason
+    if job:
+        fields_["job"] = job
+    return fields_
+
+
 class AgentRegistry(BaseActor):
     """Owns the fleet: see the module docstring for what it accepts and sends."""
 
@@ -627,7 +639,12 @@ class AgentRegistry(BaseActor):
         else:
             # A working agent's task died under it.
             record.failure = why
-            logger.warning("Agent %s lost its task: %s", record.task_id, record.failure)
+            logger.warning(
+                "Agent %s lost its task: %s",
+                record.task_id,
+                record.failure,
+                extra=_fields(record, "agent_lost", why),
+            )
             if self._died_young(record, update):
                 self._count_failure(record, f"its agent registered, then the task ended ({why})")
             self._set(record, FleetState.LOST)
@@ -697,6 +714,7 @@ class AgentRegistry(BaseActor):
                 record.task_id,
                 record.profile,
                 why,
+                extra=_fields(record, "launch_failed", why),
             )
             return
         backoff.failures += 1
@@ -715,6 +733,7 @@ class AgentRegistry(BaseActor):
             why,
             backoff.failures,
             delay,
+            extra=_fields(record, "launch_failed", why),
         )
 
     def _died_young(self, record: Record, update: TaskUpdate) -> bool:
@@ -906,7 +925,12 @@ class AgentRegistry(BaseActor):
             now = self._clock.now()
             self._set(record, FleetState.REGISTERED)
             record.registered_at = now
-            logger.info("Agent %s registered with GoCD as %s", record.task_id, agent.uuid)
+            logger.info(
+                "Agent %s registered with GoCD as %s",
+                record.task_id,
+                agent.uuid,
+                extra=_fields(record, "agent_registered"),
+            )
             backoff = self._backoff.get(record.profile)
             if backoff is not None and backoff.failures and not backoff.probe_registered:
                 backoff.probe_registered = True
@@ -1001,6 +1025,7 @@ class AgentRegistry(BaseActor):
                 "Agent %s did not register with GoCD within %.0fs; killing its task",
                 record.task_id,
                 self._agents.register_timeout,
+                extra=_fields(record, "register_timeout", "did not register in time"),
             )
             self._launch_failed(record, "did not register in time")
             self._kill(record.task_id)
@@ -1067,11 +1092,18 @@ class AgentRegistry(BaseActor):
             logger.info("Dry run: would drain agent %s (%s)", record.task_id, why)
             return
         if record.agent_uuid is None:
-            logger.info("Stopping agent %s (%s) before it registered", record.task_id, why)
+            logger.info(
+                "Stopping agent %s (%s) before it registered",
+                record.task_id,
+                why,
+                extra=_fields(record, "drain_started", why),
+            )
             self._set(record, FleetState.KILLING)
             self._kill(record.task_id)
             return
-        logger.info("Draining agent %s (%s)", record.task_id, why)
+        logger.info(
+            "Draining agent %s (%s)", record.task_id, why, extra=_fields(record, "drain_started", why)
+        )
         self._set(record, FleetState.DRAINING)
         record.step_at = self._clock.now()
         self._ask_poller(DisableAgent(uuid=record.agent_uuid), f"disable agent {record.task_id}")
@@ -1094,7 +1126,11 @@ class AgentRegistry(BaseActor):
         if _building(agent):
             if not record.drain_waits:
                 record.drain_waits = True
-                logger.info("Agent %s is building; the drain waits until its job is done", record.task_id)
+                logger.info(
+                    "Agent %s is building; the drain waits until its job is done",
+                    record.task_id,
+                    extra=_fields(record, "drain_waits", job=record.last_job),
+                )
             return
         if record.state == FleetState.LOST or record.mesos_state in TaskUpdate.TERMINAL:
             self._after_kill(record)
@@ -1130,7 +1166,7 @@ class AgentRegistry(BaseActor):
             record.change_failures, record.retry_at = 0, 0.0
             self._mark()
         if isinstance(message, AgentEnabled):
-            logger.info("Agent %s approved", record.task_id)
+            logger.info("Agent %s approved", record.task_id, extra=_fields(record, "agent_approved"))
             return
         if record.state != FleetState.DRAINING:
             return
@@ -1168,7 +1204,7 @@ class AgentRegistry(BaseActor):
         record = self._record_by_uuid(uuid)
         if record is None:
             return
-        logger.info("Agent %s deleted from GoCD", record.task_id)
+        logger.info("Agent %s deleted from GoCD", record.task_id, extra=_fields(record, "agent_deleted"))
         self._set(record, FleetState.GONE)
         self._forget(record)
 

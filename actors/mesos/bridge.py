@@ -231,7 +231,13 @@ class MesosBridge(BaseActor):
                 offers.HOSTNAME_MAX,
             )
         if added:
-            logger.info("Queued %d agents of profile %s (%d waiting)", added, profile.name, len(self._queue))
+            logger.info(
+                "Queued %d agents of profile %s (%d waiting)",
+                added,
+                profile.name,
+                len(self._queue),
+                extra={"event": "launch_queued", "profile": profile.name},
+            )
             # REVIVE also clears our decline filters: the new tasks may fit declined agents.
             self._call("reviveOffers")
             self._suppressed = False
@@ -246,7 +252,15 @@ class MesosBridge(BaseActor):
                 continue
             del self._queue[task_id]
             logger.info(
-                "Dropped %s from the launch queue: profile %s was removed", task_id, task.profile.name
+                "Dropped %s from the launch queue: profile %s was removed",
+                task_id,
+                task.profile.name,
+                extra={
+                    "event": "launch_dropped",
+                    "task_id": task_id,
+                    "profile": task.profile.name,
+                    "reason": "profile removed",
+                },
             )
             self._publisher.publish(
                 TaskUpdate(
@@ -262,7 +276,11 @@ class MesosBridge(BaseActor):
     def _kill(self, task_id: str) -> None:
         queued = self._queue.pop(task_id, None)
         if queued is not None:
-            logger.info("Dropped %s from the launch queue", task_id)
+            logger.info(
+                "Dropped %s from the launch queue",
+                task_id,
+                extra={"event": "launch_dropped", "task_id": task_id, "profile": queued.profile.name},
+            )
             self._publisher.publish(
                 TaskUpdate(
                     task_id,
@@ -277,7 +295,7 @@ class MesosBridge(BaseActor):
         if self._dry_run:
             logger.info("Dry run: would kill task %s", task_id)
             return
-        logger.info("Killing task %s", task_id)
+        logger.info("Killing task %s", task_id, extra={"event": "kill", "task_id": task_id})
         self._call("killTask", {"value": task_id})
 
     def _remember(self, message: ReconcileTasks) -> None:
@@ -303,7 +321,7 @@ class MesosBridge(BaseActor):
                 )
                 for task, resources in placement.tasks
             ]
-            logger.info("Launching %d agents on %s", len(infos), offer.hostname)
+            logger.info("Launching %d agents on %s", len(infos), offer.hostname, extra={"event": "launch"})
             if not self._call("launchTasks", [{"value": offer.id}], infos, refuse):
                 continue  # the tasks stay queued; the offer is gone with the failed call
             for task, _ in placement.tasks:
