@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import sys
 import threading
 import time
@@ -89,6 +90,25 @@ def setup_logging(level: str, fmt: str, stream: Any = None) -> None:
     if hasattr(signal, "SIGUSR1"):
         # `kill -USR1 <pid>` dumps every thread's stack to stderr.
         faulthandler.register(signal.SIGUSR1, all_threads=True)
+
+
+def warn_readable_secret_files(settings: config.Settings) -> None:
+    """A WARNING for each secret file of ``settings`` that group or others may read."""
+    for where, path in settings.secret_files:
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue  # config.load read it a moment ago; a race is not worth a line
+        if mode & (stat.S_IRGRP | stat.S_IROTH):
+            logger.warning(
+                "%s %s is readable by %s (mode %04o); chmod 600 it",
+                where,
+                path,
+                "group and others"
+                if mode & stat.S_IRGRP and mode & stat.S_IROTH
+                else ("group" if mode & stat.S_IRGRP else "others"),
+                stat.S_IMODE(mode),
+            )
 
 
 # --- command line -------------------------------------------------------------
@@ -168,6 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
 
     setup_logging(args.log_level or settings.logging.level, args.log_format or settings.logging.format)
+    warn_readable_secret_files(settings)
     running: list[System] = []
     stop_asked = threading.Event()
     reload_asked = threading.Event()

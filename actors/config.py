@@ -332,6 +332,9 @@ class Settings:
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     #: Path of the file these settings came from ("" when built in code).
     source: str = ""
+    #: The secret files named, as (``[section] key``, absolute path) pairs: the daemon warns
+    #: at start-up about one that group or others may read.
+    secret_files: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     def from_dict(
@@ -817,6 +820,16 @@ def _convert(
         )
     if problems or invalid:
         return None
+    secret_files = tuple(
+        (f"[{name}] {key}", os.path.join(os.path.dirname(os.path.abspath(path)), section[key]))
+        for name, section, key in (
+            ("gocd", g, "password_file"),
+            ("gocd", g, "token_file"),
+            ("mesos", m, "secret_file"),
+            ("agents", a, "auto_register_key_file"),
+        )
+        if section[key]
+    )
     listen_host, listen_port = cfg["http"]["listen"]
     return Settings(
         gocd=GoCDSettings(
@@ -863,6 +876,7 @@ def _convert(
         http=HttpSettings(host=listen_host, port=listen_port),
         logging=LoggingSettings(level=cfg["logging"]["level"].upper(), format=cfg["logging"]["format"]),
         source=path,
+        secret_files=secret_files,
     )
 
 

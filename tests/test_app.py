@@ -299,3 +299,33 @@ def test_unwritable_state_dir_is_a_clear_runtime_error(tmp_path):
     result = subprocess.run([sys.executable, BIN, str(config)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     assert f"[state] dir {blocker}/state is not writable" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("mode", "warned"), [(0o600, None), (0o640, "group"), (0o604, "others"), (0o644, "group and others")]
+)
+def test_a_secret_file_readable_by_group_or_others_is_a_warning(tmp_path, caplog, mode, warned):
+    from actors.cli import warn_readable_secret_files
+    from actors.config import Settings
+
+    key = tmp_path / "auto-register-key"
+    key.write_text("k\n")
+    key.chmod(mode)
+    settings = Settings.from_dict(
+        {
+            "gocd": {"url": "http://gocd:8153/go"},
+            "mesos": {"master": "http://m:5050"},
+            "agents": {"auto_register_key_file": str(key)},
+            "profiles": {"linux": {"image": "i"}},
+        }
+    )
+    assert settings.secret_files == (("[agents] auto_register_key_file", str(key)),)
+    with caplog.at_level(logging.WARNING):
+        warn_readable_secret_files(settings)
+    lines = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    if warned is None:
+        assert lines == []
+    else:
+        assert lines == [
+            f"[agents] auto_register_key_file {key} is readable by {warned} (mode {mode:04o}); chmod 600 it"
+        ]
