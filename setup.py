@@ -23,6 +23,8 @@ setup(
         "pykka>=4.0,<5",
         "requests>=2.28,<3",
         "configobj>=5.0.8,<6",
+        "tornado>=6.1",
+        "prometheus_client>=0.17",
     ],
     extras_require={
         # The optional alternative scheduler driver; installs on CPython 3.10 (see README).

@@ -156,6 +156,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="simulated time runs X times faster (default 1)",
     )
     sandbox.add_argument("--report", metavar="FILE", help="write the final numbers as JSON to FILE")
+    sandbox.add_argument(
+        "--listen",
+        type=config.HttpSettings.parse,
+        default=config.HttpSettings(),
+        metavar="HOST:PORT",
+        help="the sandbox daemon's status server (default 127.0.0.1:9404; port 0 picks a free one)",
+    )
     parser.add_argument("--version", action="version", version=f"gocd-mesos {__version__}")
     args = parser.parse_args(argv)
     if args.sandbox:
@@ -165,8 +172,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
             parser.error("--time-scale and --duration must be positive")
     elif not args.config:
         parser.error("the configuration file is required (or --sandbox)")
-    elif args.duration is not None or args.report or args.time_scale != 1.0:
-        parser.error("--duration, --time-scale and --report go with --sandbox")
+    elif (
+        args.duration is not None
+        or args.report
+        or args.time_scale != 1.0
+        or args.listen != config.HttpSettings()
+    ):
+        parser.error("--duration, --time-scale, --report and --listen go with --sandbox")
     return args
 
 
@@ -255,5 +267,9 @@ def _sandbox(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     return run_sandbox(
-        duration=args.duration, time_scale=args.time_scale, report=args.report, stop_event=stop_event
+        duration=args.duration,
+        time_scale=args.time_scale,
+        report=args.report,
+        stop_event=stop_event,
+        listen=args.listen,
     )

@@ -306,6 +306,15 @@ class HttpSettings:
     #: Port the status server binds to (0 picks a free one).
     port: int = 9404
 
+    @classmethod
+    def parse(cls, text: str) -> HttpSettings:
+        """From ``host:port`` as ``[http] listen`` takes it; ValueError says what is wrong."""
+        try:
+            host, port = _check_listen(text)
+        except validate.ValidateError as e:
+            raise ValueError(str(e)) from None
+        return cls(host=host, port=port)
+
 
 @dataclass(frozen=True)
 class LoggingSettings:

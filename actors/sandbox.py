@@ -31,6 +31,7 @@ from actors.clock import Clock, ScaledClock
 from actors.config import (
     AgentSettings,
     GoCDSettings,
+    HttpSettings,
     JudgeSettings,
     MesosSettings,
     Profile,
@@ -110,8 +111,11 @@ def demo_workload() -> tuple[Burst, ...]:
 CYCLE = 180.0
 
 
-def sandbox_settings(gocd_url: str, mesos_url: str, state_dir: str) -> Settings:
-    """The daemon's configuration in the sandbox: four profiles, fast timings."""
+def sandbox_settings(
+    gocd_url: str, mesos_url: str, state_dir: str, http: HttpSettings | None = None
+) -> Settings:
+    """The daemon's configuration in the sandbox: four profiles, fast timings, the status
+    server on ``http`` (default 127.0.0.1:9404)."""
     profiles = (
         Profile(name="linux", image=IMAGE, cpus=1, mem=1024, resources=("linux",), max=10, idle_timeout=60),
         Profile(
@@ -158,6 +162,7 @@ def sandbox_settings(gocd_url: str, mesos_url: str, state_dir: str) -> Settings:
         profiles=profiles,
         judge=JudgeSettings(stale_after=20.0, backoff_initial=30.0, backoff_max=240.0),
         state=StateSettings(dir=state_dir),
+        http=http or HttpSettings(),
         source="(sandbox)",
     )
 
@@ -332,8 +337,12 @@ def run_sandbox(
     out: TextIO | None = None,
     stop_event: threading.Event | None = None,
     line_every: float = 3.0,
+    listen: HttpSettings | None = None,
 ) -> int:
-    """Run the sandbox for ``duration`` wall-clock seconds (None: until ``stop_event``); exit status."""
+    """Run the sandbox for ``duration`` wall-clock seconds (None: until ``stop_event``); exit status.
+
+    The daemon's status server listens on ``listen`` (default 127.0.0.1:9404); its URL is the
+    first thing printed."""
     from actors.sim.gocd import GoCDSimulator
     from actors.sim.mesos import MesosSimulator
 
@@ -344,16 +353,11 @@ def run_sandbox(
     mesos = MesosSimulator(clock=clock, agents=4, cpus=8, mem=16384, attributes={"os": "linux"})
     state_dir = tempfile.mkdtemp(prefix="gocd-mesos-sandbox-")
     gocd_url, mesos_url = gocd.start(), mesos.start()
-    settings = sandbox_settings(gocd_url, mesos_url, state_dir)
+    settings = sandbox_settings(gocd_url, mesos_url, state_dir, listen)
     observer = Observer()
     # Stop scheduling early enough that the last jobs can finish before the end.
     horizon = None if duration is None else max(0.0, duration * time_scale * 0.55)
     workload = _Workload(gocd, clock, demo_workload(), horizon)
-    print(
-        f"gocd-mesos sandbox: GoCD simulator {gocd_url}, Mesos simulator {mesos_url}, time x{time_scale:g}",
-        file=out,
-        flush=True,
-    )
     start = clock.now()
     # The workload starts with the daemon, so that its first poll sees the first burst.
     workload.start()
@@ -364,8 +368,15 @@ def run_sandbox(
         mesos.stop()
         gocd.stop()
         shutil.rmtree(state_dir, ignore_errors=True)
-        print(f"gocd-mesos sandbox: the daemon failed: {e}", file=out, flush=True)
+        hint = " (choose another with --listen)" if "already in use" in str(e) else ""
+        print(f"gocd-mesos sandbox: the daemon failed: {e}{hint}", file=out, flush=True)
         return 1
+    print(f"gocd-mesos sandbox: status {system.http_url}", file=out, flush=True)
+    print(
+        f"gocd-mesos sandbox: GoCD simulator {gocd_url}, Mesos simulator {mesos_url}, time x{time_scale:g}",
+        file=out,
+        flush=True,
+    )
 
     # The daemon's end ends the sandbox too.
     def watch() -> None:

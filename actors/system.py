@@ -3,8 +3,9 @@
 :func:`start` is the one entry point: the daemon's ``main()``, the sandbox, the
 end-to-end tests and ops tooling that embeds gocd-mesos all start a system
 through it. It starts the AgentRegistry, the Judge, the MesosBridge and the
-GoCDPoller in that order, confirms each with a ping, and returns a
-:class:`System`: the actor refs, ``subscribe``/``unsubscribe`` for listeners of
+GoCDPoller in that order, confirms each with a ping, then serves the status
+server (:mod:`actors.http`, on ``[http] listen``) and returns a
+:class:`System`: the actor refs, ``http_url``, ``subscribe``/``unsubscribe`` for listeners of
 the published messages, ``wait()`` and ``stop()``.
 
 A listener is a pykka ``ActorRef`` (told every published message) or a plain
@@ -163,6 +164,7 @@ def start(
     policy: Policy | PolicyFunction | None = None,
     dry_run: bool = False,
     start_timeout: float = 10.0,
+    http: bool = True,
 ) -> System:
     """Start a system on ``settings`` and return its handle once every actor answers.
 
@@ -171,16 +173,38 @@ def start(
     :class:`~actors.fleet.judge.Policy` protocol's ``decide`` method, or a plain
     function of :func:`~actors.fleet.judge.decide`'s signature) replaces the scaling
     policy that ``[judge] policy`` names; ``dry_run`` decides and logs but changes
-    nothing anywhere.
+    nothing anywhere; ``http=False`` leaves out the status server that otherwise
+    serves on ``[http] listen`` (port 0 picks a free port: see :attr:`System.http_url`).
     Raises :class:`~actors.exceptions.GocdMesosError` if the system could not start
     (it is stopped again, and the reason logged).
     """
+    clock = clock or RealClock()
     system = System()
+    if http:
+        # Bound before any actor starts, so a taken port fails first; subscribed before the
+        # first message is published; serving once the actors run.
+        from actors.http.server import StatusServer
+
+        try:
+            server = StatusServer(
+                host=settings.http.host,
+                port=settings.http.port,
+                clock=clock,
+                profiles=settings.profiles,
+                stale_after=settings.judge.stale_after,
+                alive=lambda: {name: ref.is_alive() for name, ref in system.refs.items()},
+            )
+        except GocdMesosError as e:
+            logger.error("%s", e)
+            system.stop()
+            raise
+        system.subscribe(server.listener)
+        system.http_server = server
     for listener in listeners:
         system.subscribe(listener)
     specs = build_actors(
         settings,
-        clock=clock or RealClock(),
+        clock=clock,
         stop_hook=system.stop_hook,
         subscribers=(system.fanout,),
         policy=policy,
@@ -188,6 +212,8 @@ def start(
     )
     if not system.start_actors(specs, start_timeout=start_timeout):
         raise GocdMesosError(f"gocd-mesos could not start: {system.wait().reason}")
+    if system.http_server is not None:
+        system.http_server.start()
     return system
 
 
@@ -241,6 +267,8 @@ class System:
         self._ending = threading.Lock()
         #: The fan-out actor every actor publishes to; listeners subscribe to it.
         self.fanout: pykka.ActorRef[Any] = _Fanout.start()
+        #: The status server (``actors.http.server.StatusServer``); None when not serving.
+        self.http_server: Any = None
 
     # --- the actors ------------------------------------------------------------------
 
@@ -268,6 +296,11 @@ class System:
     def poller(self) -> pykka.ActorRef[Any]:
         """The GoCDPoller's ref."""
         return self.refs["GoCDPoller"]
+
+    @property
+    def http_url(self) -> str | None:
+        """``http://host:port/`` of the status server (the bound port); None when not serving."""
+        return None if self.http_server is None else str(self.http_server.url)
 
     def reload(self, settings: Settings) -> None:
         """Apply ``settings``' profiles and ``[judge]`` settings without a restart: tells
@@ -367,6 +400,8 @@ class System:
                 pass
         with contextlib.suppress(pykka.ActorDeadError, pykka.Timeout):
             self.fanout.stop(timeout=self._stop_timeout)
+        if self.http_server is not None:
+            self.http_server.stop(timeout=self._stop_timeout)
         if self._start_failed:
             return Exit(1, self._start_failed)
         # The hook's reasons ("AgentRegistry crashed: ...") say more than "is no

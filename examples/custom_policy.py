@@ -69,6 +69,7 @@ def main() -> int:
             "agents": {"auto_register_key": KEY},
             "profiles": {"linux": {"image": "gocd/gocd-agent-ubuntu-24.04:v25.1.0", "resources": ["linux"]}},
             "state": {"dir": tempfile.mkdtemp(prefix="gocd-mesos-example-")},
+            "http": {"listen": "127.0.0.1:0"},
         }
     )
     plans: list[ScalePlan] = []

@@ -62,6 +62,7 @@ def main() -> int:
                 "linux": {"image": "gocd/gocd-agent-ubuntu-24.04:v25.1.0", "resources": ["linux"], "max": 4},
             },
             "state": {"dir": state_dir},
+            "http": {"listen": "127.0.0.1:0"},
         }
     )
     system = actors.start(settings, clock=clock, listeners=(PlanPrinter(clock.now()),))

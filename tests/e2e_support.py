@@ -17,6 +17,7 @@ from actors.clock import ScaledClock
 from actors.config import (
     AgentSettings,
     GoCDSettings,
+    HttpSettings,
     JudgeSettings,
     MesosSettings,
     Profile,
@@ -151,5 +152,7 @@ def make_system(
         profiles=profiles or (linux(),),
         judge=judge or JudgeSettings(stale_after=3 * poll_interval, backoff_initial=30, backoff_max=240),
         state=StateSettings(dir=str(tmp_path / "state")),
+        # Port 0: systems of one process (and suites run side by side) never collide.
+        http=HttpSettings(port=0),
     )
     return System(clock=clock, gocd=gocd, mesos=mesos, settings=settings)

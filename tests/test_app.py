@@ -262,9 +262,11 @@ def test_failed_start_stops_the_ones_already_started():
 
 @pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="POSIX signals")
 def sample_with_state_dir(tmp_path) -> str:
-    """The sample configuration with its state directory moved under ``tmp_path``."""
+    """The sample configuration with its state directory moved under ``tmp_path`` and the
+    status server on a free port (suites side by side never collide on 9404)."""
     text = Path(SAMPLE_CONFIG).read_text(encoding="utf-8")
     text = text.replace("# dir = /var/lib/gocd-mesos", f"dir = {tmp_path / 'state'}")
+    text = text.replace("# listen = 127.0.0.1:9404", "listen = 127.0.0.1:0")
     path = tmp_path / "gocd-mesos.ini"
     path.write_text(text, encoding="utf-8")
     return str(path)
@@ -287,6 +289,7 @@ def test_daemon_stops_cleanly_on_sigterm(tmp_path):
         assert proc.wait(30) == 0, rest
         assert "Got SIGTERM; stopping" in rest
         assert "running with 4 actors" in line
+        assert "Status server listening on http://127.0.0.1:" in rest
     finally:
         proc.kill()
 

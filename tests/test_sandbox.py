@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import subprocess
 import sys
 
+from actors.config import HttpSettings
 from actors.sandbox import REPORT_KEYS, demo_workload, run_sandbox
 from tests.test_app import BIN
 
@@ -14,7 +16,12 @@ from tests.test_app import BIN
 def test_sandbox_serves_every_servable_job_and_leaves_nothing_behind(tmp_path):
     report = tmp_path / "r.json"
     out = io.StringIO()
-    assert run_sandbox(duration=8, time_scale=20, report=str(report), out=out, line_every=2) == 0
+    assert (
+        run_sandbox(
+            duration=8, time_scale=20, report=str(report), out=out, line_every=2, listen=HttpSettings(port=0)
+        )
+        == 0
+    )
     numbers = json.loads(report.read_text())
     assert tuple(numbers) == REPORT_KEYS
     # 8 s x 20 = 160 simulated seconds; bursts are scheduled up to 55 % of that.
@@ -29,13 +36,17 @@ def test_sandbox_serves_every_servable_job_and_leaves_nothing_behind(tmp_path):
     assert numbers["agent_seconds"] > 0
     assert 0 <= numbers["wait_p50_s"] <= numbers["wait_p95_s"] <= numbers["wait_max_s"]
     text = out.getvalue()
+    assert text.startswith("gocd-mesos sandbox: status http://127.0.0.1:")
     assert "gocd-mesos sandbox:" in text and "| jobs done" in text and "summary: jobs_scheduled=" in text
 
 
 def test_sandbox_command_line(tmp_path):
     report = tmp_path / "r.json"
     result = subprocess.run(
-        [sys.executable, BIN, "--sandbox", "--duration", "3", "--time-scale", "10", "--report", str(report)],
+        [
+            *(sys.executable, BIN, "--sandbox", "--duration", "3", "--time-scale", "10"),
+            *("--report", str(report), "--listen", "127.0.0.1:0"),
+        ],
         capture_output=True,
         text=True,
         timeout=60,
@@ -48,10 +59,27 @@ def test_sandbox_command_line(tmp_path):
 def test_sandbox_options_need_sandbox(capsys):
     from actors import cli
 
-    for argv in (["--duration", "3", "x.ini"], ["--sandbox", "x.ini"], ["--sandbox", "--time-scale", "0"]):
+    for argv in (
+        ["--duration", "3", "x.ini"],
+        ["--sandbox", "x.ini"],
+        ["--sandbox", "--time-scale", "0"],
+        ["--listen", "127.0.0.1:0", "x.ini"],
+        ["--sandbox", "--listen", "nowhere"],
+    ):
         try:
             cli.main(argv)
         except SystemExit as e:
             assert e.code == 2
         else:
             raise AssertionError(f"{argv} was accepted")
+
+
+def test_a_taken_status_port_is_named_and_ends_the_sandbox():
+    out = io.StringIO()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert run_sandbox(duration=1, out=out, listen=HttpSettings(port=port)) == 1
+    assert f"127.0.0.1:{port}: the port is already in use" in out.getvalue()
+    assert "choose another with --listen" in out.getvalue()

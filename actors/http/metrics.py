@@ -1,0 +1,95 @@
+"""The ``/metrics`` collector: Prometheus metrics read from the latest status snapshot.
+
+:class:`SnapshotCollector` is registered in a :class:`~prometheus_client.CollectorRegistry`
+of its own per status server, so two systems embedded in one process never share
+or collide on a metric. Every scrape builds the families afresh from the latest
+:class:`~actors.http.model.Snapshot` and the clock's ``now``; nothing here is
+written by an actor. Every name starts with ``gocd_mesos_``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+from actors.http.model import Snapshot
+
+__all__ = ["METRIC_NAMES", "SnapshotCollector", "registry_for"]
+
+#: Every metric family exported, as scraped (counters end in ``_total``).
+METRIC_NAMES = (
+    "gocd_mesos_waiting_jobs",
+    "gocd_mesos_oldest_waiting_job_seconds",
+    "gocd_mesos_agents",
+    "gocd_mesos_launches_total",
+    "gocd_mesos_failed_launches_total",
+    "gocd_mesos_kills_total",
+    "gocd_mesos_decisions_total",
+    "gocd_mesos_agent_seconds_total",
+    "gocd_mesos_leader",
+)
+
+
+class SnapshotCollector(Collector):
+    """Yields the gocd-mesos metrics from ``snapshot()`` at clock time ``now()``."""
+
+    def __init__(self, snapshot: Callable[[], Snapshot], now: Callable[[], float]) -> None:
+        self._snapshot = snapshot
+        self._now = now
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._snapshot()
+        now = self._now()
+        waiting = GaugeMetricFamily(
+            "gocd_mesos_waiting_jobs",
+            "Jobs waiting for an agent, by reason and profile.",
+            labels=["profile", "reason"],
+        )
+        for (profile, reason), n in sorted(s.waiting_by().items()):
+            waiting.add_metric([profile, reason], n)
+        yield waiting
+        oldest = GaugeMetricFamily(
+            "gocd_mesos_oldest_waiting_job_seconds",
+            "Seconds the oldest waiting job has waited since first seen, by profile and reason.",
+            labels=["profile", "reason"],
+        )
+        for (profile, reason), seconds in sorted(s.oldest_wait(now).items()):
+            oldest.add_metric([profile, reason], seconds)
+        yield oldest
+        agents = GaugeMetricFamily(
+            "gocd_mesos_agents", "Our agents by profile and state.", labels=["profile", "state"]
+        )
+        for (profile, state), n in s.agents:
+            agents.add_metric([profile, state], n)
+        yield agents
+        yield CounterMetricFamily(
+            "gocd_mesos_launches", "Agents launched since start.", value=s.launched_total
+        )
+        yield CounterMetricFamily(
+            "gocd_mesos_failed_launches",
+            "Launches that failed (task failed or lost, or the agent never registered) since start.",
+            value=s.failed_total,
+        )
+        yield CounterMetricFamily("gocd_mesos_kills", "Kill requests sent since start.", value=s.killed_total)
+        yield CounterMetricFamily(
+            "gocd_mesos_decisions", "Scaling plans made since start.", value=s.decisions
+        )
+        spent = CounterMetricFamily(
+            "gocd_mesos_agent_seconds",
+            "Agent-seconds spent since start, by profile and state (starting, idle, building, leaving).",
+            labels=["profile", "state"],
+        )
+        for (profile, state), value in sorted(s.agent_seconds(now).items()):
+            spent.add_metric([profile, state], value)
+        yield spent
+        # One daemon per framework for now: it always leads.
+        yield GaugeMetricFamily("gocd_mesos_leader", "1 when this daemon is the leader.", value=1)
+
+
+def registry_for(snapshot: Callable[[], Snapshot], now: Callable[[], float]) -> CollectorRegistry:
+    """A registry of its own holding only a :class:`SnapshotCollector`."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(snapshot, now))
+    return registry

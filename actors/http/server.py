@@ -1,0 +1,215 @@
+"""The status server: Tornado on an IOLoop thread of its own, reading the latest snapshot.
+
+:class:`StatusServer` owns a :class:`~actors.http.model.StatusModel`, fed by
+its :class:`StatusListener`, an actor the system subscribes as a listener
+(its thread is the model's one writer), and serves from the model's latest
+immutable snapshot only: a slow client never holds up an actor. The socket is bound when the server is
+built, so a taken port fails in the caller's thread before any actor starts;
+:meth:`~StatusServer.start` runs the IOLoop (Mopidy's HTTP frontend pattern),
+:meth:`~StatusServer.stop` ends it and closes the socket.
+
+Endpoints: ``/healthz`` (200 while every actor of the system is alive),
+``/readyz`` (200 while subscribed to Mesos and GoCD was read within
+``stale_after``), ``/metrics`` (Prometheus text, a registry per server) and
+``/status`` (JSON, see :meth:`~actors.http.model.Snapshot.to_json`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import pykka
+import tornado.httpserver
+import tornado.ioloop
+import tornado.netutil
+import tornado.web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from actors.clock import Clock
+from actors.config import Profile
+from actors.exceptions import GocdMesosError
+from actors.http.metrics import registry_for
+from actors.http.model import Snapshot, StatusModel
+
+__all__ = ["StatusServer"]
+
+logger = logging.getLogger(__name__)
+
+
+class StatusListener(pykka.ThreadingActor):
+    """Accepts every published message and folds it into its server's model; sends nothing."""
+
+    def __init__(self, server: StatusServer) -> None:
+        super().__init__()
+        self._server = server
+
+    def on_receive(self, message: Any) -> Any:
+        self._server.on_message(message)
+        return None
+
+
+class StatusServer:
+    """Serves a system's status over HTTP on ``host:port`` (port 0 picks a free one)."""
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        clock: Clock,
+        profiles: Iterable[Profile] = (),
+        stale_after: float = 60.0,
+        alive: Callable[[], Mapping[str, bool]] = dict,
+    ) -> None:
+        self._clock = clock
+        self._stale_after = stale_after
+        self._alive = alive
+        self._model = StatusModel(profiles)
+        #: The latest snapshot; replaced (never changed) by the listener thread, read by the server's.
+        self._latest: Snapshot = self._model.snapshot()
+        #: This server's own metrics registry.
+        self.registry = registry_for(lambda: self._latest, clock.now)
+        try:
+            self._sockets = tornado.netutil.bind_sockets(port, host or None)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise GocdMesosError(
+                    f"[http] listen {host}:{port}: the port is already in use (another gocd-mesos?)"
+                ) from None
+            raise GocdMesosError(f"[http] listen {host}:{port}: {e.strerror or e}") from None
+        self.host = host
+        #: The port bound (the chosen one when asked for port 0).
+        self.port: int = self._sockets[0].getsockname()[1]
+        #: The listener actor to subscribe to the system; stopped with the server.
+        self.listener: pykka.ActorRef[Any] = StatusListener.start(self)
+        self._loop: tornado.ioloop.IOLoop | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="StatusServer", daemon=True)
+
+    @property
+    def url(self) -> str:
+        """``http://host:port/`` of the server (a wildcard host shown as 127.0.0.1)."""
+        host = self.host if self.host not in ("", "0.0.0.0", "::") else "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}/"
+
+    def snapshot(self) -> Snapshot:
+        """The latest status snapshot."""
+        return self._latest
+
+    def on_message(self, message: Any) -> None:
+        """Fold one published message in (the system's listener; one thread at a time)."""
+        self._latest = self._model.apply(message, self._clock.now())
+
+    def start(self) -> None:
+        """Serve on a thread of its own; returns once the IOLoop runs."""
+        self._thread.start()
+        self._ready.wait()
+        logger.info("Status server listening on %s", self.url)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the listener, stop serving and close the socket (also when never started)."""
+        try:
+            self.listener.stop(timeout=timeout)
+        except pykka.ActorDeadError:
+            pass
+        except pykka.Timeout:
+            logger.error("The status listener did not stop within %gs", timeout)
+        if self._loop is not None:
+            self._loop.add_callback(self._loop.stop)
+            self._thread.join(timeout)
+        elif not self._thread.is_alive():
+            for sock in self._sockets:
+                sock.close()
+
+    # --- the IOLoop thread ---------------------------------------------------------------
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(asyncio.new_event_loop())
+        self._loop = tornado.ioloop.IOLoop.current()
+        server = tornado.httpserver.HTTPServer(self._application())
+        server.add_sockets(self._sockets)
+        self._ready.set()
+        try:
+            self._loop.start()
+        finally:
+            server.stop()
+            self._loop.close(all_fds=True)
+            for sock in self._sockets:
+                sock.close()
+
+    def _application(self) -> tornado.web.Application:
+        args = {"server": self}
+        return tornado.web.Application(
+            [
+                (r"/healthz", _Health, args),
+                (r"/readyz", _Ready, args),
+                (r"/metrics", _Metrics, args),
+                (r"/status", _Status, args),
+            ],
+            log_function=_log_request,
+        )
+
+    # --- what the handlers read ----------------------------------------------------------
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        alive = dict(self._alive())
+        return bool(alive) and all(alive.values()), {"actors": alive}
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        s, now = self._latest, self._clock.now()
+        checks = {"mesos_subscribed": s.mesos_subscribed, "gocd_fresh": s.gocd_fresh(now, self._stale_after)}
+        return all(checks.values()), checks
+
+    def status(self) -> dict[str, Any]:
+        return self._latest.to_json(self._clock.now())
+
+
+def _log_request(handler: tornado.web.RequestHandler) -> None:
+    logger.debug(
+        "%s %s %d %.1fms",
+        handler.request.method,
+        handler.request.path,
+        handler.get_status(),
+        1000 * handler.request.request_time(),
+    )
+
+
+class _Handler(tornado.web.RequestHandler):
+    def initialize(self, server: StatusServer) -> None:
+        self.server = server
+
+    def send_json(self, document: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+class _Health(_Handler):
+    def get(self) -> None:
+        ok, body = self.server.health()
+        self.send_json({"ok": ok, **body}, 200 if ok else 503)
+
+
+class _Ready(_Handler):
+    def get(self) -> None:
+        ok, body = self.server.readiness()
+        self.send_json({"ok": ok, **body}, 200 if ok else 503)
+
+
+class _Metrics(_Handler):
+    def get(self) -> None:
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.finish(generate_latest(self.server.registry))
+
+
+class _Status(_Handler):
+    def get(self) -> None:
+        self.send_json(self.server.status())

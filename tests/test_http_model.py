@@ -1,0 +1,165 @@
+"""The status model as pure tables: messages and clock times in, snapshot values out."""
+
+from __future__ import annotations
+
+import pytest
+
+from actors.config import Profile
+from actors.fleet.states import FleetState
+from actors.http.model import PLANS_KEPT, WINDOW, StatusModel
+from actors.messages import (
+    BacklogSnapshot,
+    FleetAgent,
+    FleetChanged,
+    FleetView,
+    FrameworkDisconnected,
+    FrameworkRegistered,
+    GoCDUnavailable,
+    JobReason,
+    ProfileBackoff,
+    ScalePlan,
+    ScheduledJob,
+)
+
+LINUX = Profile(name="linux", image="img", min=1, max=5)
+
+
+def fleet(
+    *states: tuple[str, FleetState], backoff: tuple[ProfileBackoff, ...] = (), launched: int = 0
+) -> FleetChanged:
+    agents = tuple(FleetAgent(task_id=f"t{i}", profile=p, state=s) for i, (p, s) in enumerate(states))
+    return FleetChanged(fleet=FleetView(agents=agents, backoff=backoff), launched_total=launched)
+
+
+def job(locator: str) -> ScheduledJob:
+    pipeline, counter, stage, stage_counter, name = locator.split("/")
+    return ScheduledJob(locator, pipeline, int(counter), stage, int(stage_counter), name)
+
+
+def backlog(*locators: str) -> BacklogSnapshot:
+    return BacklogSnapshot(jobs=tuple(job(x) for x in locators), agents=(), fetched_at=0.0)
+
+
+def plan(at: float, *reasons: tuple[str, str, str | None]) -> ScalePlan:
+    return ScalePlan(decided_at=at, reasons=tuple(JobReason(loc, why, prof) for loc, why, prof in reasons))
+
+
+IDLE, B, L, D = FleetState.IDLE, FleetState.BUILDING, FleetState.LAUNCHING, FleetState.DRAINING
+
+
+@pytest.mark.parametrize(
+    ("steps", "now", "since_start", "last_hour"),
+    [
+        # One idle agent for 100 s.
+        ([(0, fleet(("linux", IDLE)))], 100, {("linux", "idle"): 100}, {("linux", "idle"): 100}),
+        # Launching 10 s, then building 30 s, then idle 60 s; nothing counted after it is gone.
+        (
+            [
+                (0, fleet(("linux", L))),
+                (10, fleet(("linux", B))),
+                (40, fleet(("linux", IDLE))),
+                (100, fleet()),
+            ],
+            500,
+            {("linux", "starting"): 10, ("linux", "building"): 30, ("linux", "idle"): 60},
+            {("linux", "starting"): 10, ("linux", "building"): 30, ("linux", "idle"): 60},
+        ),
+        # Two building agents for two hours: the last hour holds one hour of each.
+        (
+            [(0, fleet(("linux", B), ("linux", B)))],
+            2 * WINDOW,
+            {("linux", "building"): 4 * WINDOW},
+            {("linux", "building"): 2 * WINDOW},
+        ),
+        # Draining for half an hour, then gone for an hour: the last hour holds nothing.
+        ([(0, fleet(("linux", D))), (1800, fleet())], 1800 + WINDOW, {("linux", "leaving"): 1800}, {}),
+        # A change within the last hour splits it between the states.
+        (
+            [(0, fleet(("a", IDLE))), (2 * WINDOW - 600, fleet(("a", B)))],
+            2 * WINDOW,
+            {("a", "idle"): 2 * WINDOW - 600, ("a", "building"): 600},
+            {("a", "idle"): WINDOW - 600, ("a", "building"): 600},
+        ),
+    ],
+)
+def test_agent_seconds_integrate_the_fleet_over_clock_time(steps, now, since_start, last_hour):
+    model = StatusModel([LINUX])
+    for at, message in steps:
+        model.apply(message, 1000.0 + at)
+    s = model.snapshot()
+    got = {k: v for k, v in s.agent_seconds(1000.0 + now).items() if v}
+    assert got == pytest.approx(since_start)
+    recent = {k: v for k, v in s.recent_agent_seconds(1000.0 + now).items() if v}
+    assert recent == pytest.approx(last_hour)
+
+
+def test_the_oldest_wait_counts_from_when_a_job_was_first_seen_waiting():
+    model = StatusModel([LINUX])
+    model.apply(backlog("p/1/s/1/a"), 100.0)
+    model.apply(backlog("p/1/s/1/a", "p/2/s/1/a"), 130.0)
+    model.apply(plan(130.0, ("p/1/s/1/a", "launching", "linux"), ("p/2/s/1/a", "launching", "linux")), 130.0)
+    assert model.snapshot().oldest_wait(160.0) == {("linux", "launching"): 60.0}
+    # The first job leaves the backlog: the oldest is now the second one.
+    model.apply(backlog("p/2/s/1/a"), 170.0)
+    model.apply(plan(170.0, ("p/2/s/1/a", "capped-at-max", "linux")), 170.0)
+    assert model.snapshot().oldest_wait(190.0) == {("linux", "capped-at-max"): 60.0}
+    # A job that comes back later counts from its return.
+    model.apply(backlog("p/1/s/1/a", "p/2/s/1/a"), 200.0)
+    model.apply(plan(200.0, ("p/1/s/1/a", "no-matching-profile", None)), 200.0)
+    assert model.snapshot().oldest_wait(210.0) == {("", "no-matching-profile"): 10.0}
+
+
+def test_plans_are_kept_to_the_last_fifty_with_why():
+    model = StatusModel([LINUX])
+    for i in range(PLANS_KEPT + 7):
+        model.apply(
+            plan(float(i), ("p/1/s/1/a", "capped-at-max", "linux"), ("p/2/s/1/a", "capped-at-max", "linux")),
+            float(i),
+        )
+    s = model.snapshot()
+    assert len(s.plans) == PLANS_KEPT and s.decisions == PLANS_KEPT + 7
+    assert s.plans[0].decided_at == 7.0 and s.plans[-1].why == (("capped-at-max", 2),)
+
+
+def test_profiles_show_waiting_min_max_agents_and_backoff():
+    model = StatusModel([LINUX])
+    model.apply(
+        fleet(
+            ("linux", L),
+            ("linux", IDLE),
+            ("linux", B),
+            ("linux", D),
+            backoff=(ProfileBackoff("linux", 2, 300.0),),
+        ),
+        100.0,
+    )
+    model.apply(plan(100.0, ("p/1/s/1/a", "backoff-after-failures", "linux")), 100.0)
+    (p,) = model.snapshot().profiles
+    assert (p.profile, p.waiting, p.min, p.max) == ("linux", 1, 1, 5)
+    assert (p.launching, p.idle, p.building, p.draining, p.backoff_until) == (1, 1, 1, 1, 300.0)
+    # Past the backoff, no backoff is shown.
+    model.apply(plan(400.0), 400.0)
+    assert model.snapshot().profiles[0].backoff_until is None
+
+
+def test_connections_and_framework_id():
+    model = StatusModel()
+    s = model.snapshot()
+    assert not s.mesos_subscribed and not s.gocd_fresh(0.0, 60.0)
+    model.apply(FrameworkRegistered("fw-1", reregistered=False, master="m:5050"), 10.0)
+    model.apply(backlog(), 10.0)
+    s = model.snapshot()
+    assert (s.mesos_subscribed, s.framework_id, s.mesos_master) == (True, "fw-1", "m:5050")
+    assert s.gocd_fresh(70.0, 60.0) and not s.gocd_fresh(71.0, 60.0)
+    model.apply(GoCDUnavailable("connection refused", since=20.0), 20.0)
+    model.apply(FrameworkDisconnected(since=20.0), 20.0)
+    s = model.snapshot()
+    assert s.gocd_error == "connection refused" and not s.mesos_subscribed and s.framework_id == "fw-1"
+
+
+def test_a_snapshot_is_never_changed_by_later_messages():
+    model = StatusModel([LINUX])
+    before = model.apply(fleet(("linux", IDLE), launched=1), 0.0)
+    model.apply(fleet(("linux", B), launched=2), 10.0)
+    assert before.agents == ((("linux", "idle"), 1),) and before.launched_total == 1
+    assert model.snapshot().launched_total == 2

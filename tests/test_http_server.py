@@ -1,0 +1,172 @@
+"""The status server over real HTTP on port 0: endpoints, metrics, and whole systems serving it."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+import actors
+from actors.config import Profile
+from actors.exceptions import GocdMesosError
+from actors.fleet.states import FleetState
+from actors.http.metrics import METRIC_NAMES
+from actors.http.server import StatusServer
+from actors.messages import (
+    BacklogSnapshot,
+    FleetAgent,
+    FleetChanged,
+    FleetView,
+    FrameworkRegistered,
+    JobReason,
+    ScalePlan,
+    ScheduledJob,
+)
+
+LINUX = Profile(name="linux", image="img", max=5)
+
+
+@pytest.fixture
+def server(clock):
+    alive = {"AgentRegistry": True}
+    made = StatusServer(
+        host="127.0.0.1", port=0, clock=clock, profiles=(LINUX,), stale_after=60.0, alive=lambda: alive
+    )
+    made.alive = alive  # type: ignore[attr-defined]
+    made.start()
+    yield made
+    made.stop()
+
+
+def get(server: StatusServer, path: str) -> requests.Response:
+    return requests.get(server.url.rstrip("/") + path, timeout=10)
+
+
+def feed(server: StatusServer, clock) -> None:
+    job = ScheduledJob("p/1/s/1/j", "p", 1, "s", 1, "j")
+    server.on_message(FrameworkRegistered("fw-1", reregistered=False))
+    server.on_message(BacklogSnapshot(jobs=(job,), agents=(), fetched_at=clock.now()))
+    server.on_message(
+        ScalePlan(decided_at=clock.now(), reasons=(JobReason(job.locator, "launching", "linux"),))
+    )
+    agents = (FleetAgent("t1", "linux", FleetState.BUILDING),)
+    server.on_message(
+        FleetChanged(FleetView(agents=agents), launched_total=3, failed_total=1, killed_total=2)
+    )
+
+
+def test_each_endpoint_answers_with_its_status_and_content_type(server, clock):
+    assert server.port != 0
+    health = get(server, "/healthz")
+    assert health.status_code == 200 and health.headers["Content-Type"].startswith("application/json")
+    assert health.json()["actors"] == {"AgentRegistry": True}
+    # Not subscribed to Mesos, GoCD never read: alive but not ready.
+    ready = get(server, "/readyz")
+    assert ready.status_code == 503 and ready.json() == {
+        "ok": False,
+        "mesos_subscribed": False,
+        "gocd_fresh": False,
+    }
+    feed(server, clock)
+    assert get(server, "/readyz").status_code == 200
+    clock.advance(61)
+    assert get(server, "/readyz").json()["gocd_fresh"] is False
+    server.alive["AgentRegistry"] = False  # type: ignore[attr-defined]
+    assert get(server, "/healthz").status_code == 503
+    metrics = get(server, "/metrics")
+    assert metrics.status_code == 200 and metrics.headers["Content-Type"].startswith("text/plain")
+    status = get(server, "/status")
+    assert status.status_code == 200 and status.headers["Content-Type"].startswith("application/json")
+    assert status.json()["mesos"]["framework_id"] == "fw-1"
+    assert get(server, "/nothing-here").status_code == 404
+
+
+def test_metrics_carry_every_name_with_the_prefix_and_the_values(server, clock):
+    feed(server, clock)
+    clock.advance(10)
+    text = get(server, "/metrics").text
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    names = {name for name, _ in samples}
+    for name in METRIC_NAMES:
+        assert name in names, name
+    assert all(name.startswith("gocd_mesos_") for name in names)
+    assert samples[("gocd_mesos_waiting_jobs", (("profile", "linux"), ("reason", "launching")))] == 1
+    assert (
+        samples[("gocd_mesos_oldest_waiting_job_seconds", (("profile", "linux"), ("reason", "launching")))]
+        == 10
+    )
+    assert samples[("gocd_mesos_agents", (("profile", "linux"), ("state", "building")))] == 1
+    assert samples[("gocd_mesos_agent_seconds_total", (("profile", "linux"), ("state", "building")))] == 10
+    assert samples[("gocd_mesos_launches_total", ())] == 3
+    assert samples[("gocd_mesos_failed_launches_total", ())] == 1
+    assert samples[("gocd_mesos_kills_total", ())] == 2
+    assert samples[("gocd_mesos_decisions_total", ())] == 1
+    assert samples[("gocd_mesos_leader", ())] == 1
+
+
+def test_two_servers_keep_their_registries_apart(server, clock):
+    other = StatusServer(host="127.0.0.1", port=0, clock=clock)
+    other.start()
+    try:
+        feed(server, clock)
+        assert other.registry is not server.registry
+        assert "gocd_mesos_launches_total 3.0" in get(server, "/metrics").text
+        assert "gocd_mesos_launches_total 0.0" in get(other, "/metrics").text
+    finally:
+        other.stop()
+
+
+def test_a_taken_port_says_so():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(GocdMesosError, match=f"127.0.0.1:{port}: the port is already in use"):
+            StatusServer(host="127.0.0.1", port=port, clock=actors.ManualClock())
+
+
+def test_a_system_serves_status_with_a_reason_for_every_waiting_job(system):
+    s = system()
+    s.gocd.schedule_jobs("served", count=3, resources=["linux"], duration_s=600)
+    s.gocd.schedule_jobs("nobody", resources=["windows"], duration_s=60)
+    s.start_daemon()
+    url = s.daemon.http_url
+    assert url is not None and not url.endswith(":0/")
+
+    def listed(messages: list) -> bool:
+        return any(isinstance(m, ScalePlan) and len(m.reasons) == 4 for m in messages)
+
+    s.events.wait_until(listed, what="a plan with the four jobs")
+    # The server's listener runs on its own thread: wait until it has the plan too.
+    s.events.wait_until(
+        lambda _: len(requests.get(url + "status", timeout=10).json()["waiting_jobs"]) == 4,
+        what="/status listing the four jobs",
+    )
+    status = requests.get(url + "status", timeout=10).json()
+    jobs = {j["locator"].split("/")[0]: j for j in status["waiting_jobs"]}
+    assert jobs["nobody"]["reason"] == "no-matching-profile"
+    assert all(j["reason"] for j in status["waiting_jobs"])
+    assert requests.get(url + "healthz", timeout=10).status_code == 200
+    s.stop_daemon()
+    with pytest.raises(requests.ConnectionError):
+        requests.get(url + "healthz", timeout=10)
+
+
+def test_two_systems_in_one_process_serve_apart_and_http_can_be_off(system):
+    a, b = system(), system()
+    a.start_daemon()
+    b.start_daemon()
+    assert a.daemon.http_url != b.daemon.http_url
+    for s in (a, b):
+        assert requests.get(s.daemon.http_url + "metrics", timeout=10).status_code == 200
+    off = actors.start(system().settings, clock=a.clock, http=False)
+    try:
+        assert off.http_url is None
+    finally:
+        off.stop()
