@@ -163,3 +163,17 @@ def test_a_snapshot_is_never_changed_by_later_messages():
     model.apply(fleet(("linux", B), launched=2), 10.0)
     assert before.agents == ((("linux", "idle"), 1),) and before.launched_total == 1
     assert model.snapshot().launched_total == 2
+
+
+def test_drains_and_approvals_are_counted_once_each():
+    from actors.messages import AgentEnabled, GoAgent
+
+    model = StatusModel([LINUX])
+    model.apply(fleet(("linux", IDLE), ("linux", IDLE)), 1.0)
+    model.apply(fleet(("linux", D), ("linux", IDLE)), 2.0)
+    model.apply(fleet(("linux", FleetState.KILLING), ("linux", D)), 3.0)  # t0 still leaving, t1 starts
+    model.apply(
+        AgentEnabled(GoAgent(uuid="u", hostname="h", config_state="Enabled", agent_state="Idle")), 4.0
+    )
+    s = model.snapshot()
+    assert (s.drains_total, s.approvals_total) == (2, 1)

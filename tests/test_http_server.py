@@ -108,6 +108,9 @@ def test_metrics_carry_every_name_with_the_prefix_and_the_values(server, clock):
     assert samples[("gocd_mesos_kills_total", ())] == 2
     assert samples[("gocd_mesos_decisions_total", ())] == 1
     assert samples[("gocd_mesos_leader", ())] == 1
+    assert ("gocd_mesos_drains_total", ()) in samples and ("gocd_mesos_approvals_total", ()) in samples
+    backoff = {k: v for k, v in samples.items() if k[0] == "gocd_mesos_backoff_active"}
+    assert backoff and all(v in (0, 1) for v in backoff.values())
 
 
 def test_two_servers_keep_their_registries_apart(server, clock):
@@ -170,3 +173,23 @@ def test_two_systems_in_one_process_serve_apart_and_http_can_be_off(system):
         assert off.http_url is None
     finally:
         off.stop()
+
+
+def test_the_example_alerting_rules_use_only_metrics_the_daemon_serves():
+    import re
+
+    import yaml
+
+    from tests.conftest import ROOT
+
+    rules = yaml.safe_load((ROOT / "etc" / "prometheus-rules.yml").read_text())
+    (group,) = rules["groups"]
+    exprs = [rule["expr"] for rule in group["rules"]]
+    used = {name for expr in exprs for name in re.findall(r"\bgocd_mesos_\w+", expr)}
+    assert used and used <= set(METRIC_NAMES), used - set(METRIC_NAMES)
+    assert {rule["alert"] for rule in group["rules"]} >= {
+        "GocdMesosJobsWaitTooLong",
+        "GocdMesosCrashLoopBackoff",
+        "GocdMesosGoCDDataStale",
+        "GocdMesosNoLeader",
+    }

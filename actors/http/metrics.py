@@ -28,6 +28,10 @@ METRIC_NAMES = (
     "gocd_mesos_kills_total",
     "gocd_mesos_decisions_total",
     "gocd_mesos_agent_seconds_total",
+    "gocd_mesos_drains_total",
+    "gocd_mesos_approvals_total",
+    "gocd_mesos_backoff_active",
+    "gocd_mesos_gocd_data_age_seconds",
     "gocd_mesos_leader",
 )
 
@@ -84,6 +88,31 @@ class SnapshotCollector(Collector):
         for (profile, state), value in sorted(s.agent_seconds(now).items()):
             spent.add_metric([profile, state], value)
         yield spent
+        yield CounterMetricFamily(
+            "gocd_mesos_drains",
+            "Drains started since start (agents entering a leaving state).",
+            value=s.drains_total,
+        )
+        yield CounterMetricFamily(
+            "gocd_mesos_approvals",
+            "Pending agents of ours approved through GoCD's API since start (a wrong auto-register key).",
+            value=s.approvals_total,
+        )
+        backoff = GaugeMetricFamily(
+            "gocd_mesos_backoff_active",
+            "1 while a profile's launches are paused by the crash-loop backoff.",
+            labels=["profile"],
+        )
+        for status in s.profiles:
+            backing_off = status.backoff_until is not None and status.backoff_until > now
+            backoff.add_metric([status.profile], 1 if backing_off else 0)
+        yield backoff
+        if s.gocd_read_at is not None:
+            yield GaugeMetricFamily(
+                "gocd_mesos_gocd_data_age_seconds",
+                "Seconds since GoCD was last read successfully (stale past [judge] stale_after).",
+                value=now - s.gocd_read_at,
+            )
         # One daemon per framework for now: it always leads.
         yield GaugeMetricFamily("gocd_mesos_leader", "1 when this daemon is the leader.", value=1)
 

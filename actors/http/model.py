@@ -31,6 +31,7 @@ from typing import Any
 from actors.config import Profile
 from actors.fleet.states import IN_FLIGHT, LAUNCH, LEAVING, FleetState
 from actors.messages import (
+    AgentEnabled,
     BacklogSnapshot,
     FleetChanged,
     FleetView,
@@ -145,6 +146,10 @@ class Snapshot:
     mesos_error: str = ""
     #: Framework id; "" before the first subscription.
     framework_id: str = ""
+    #: Pending agents of ours approved through the API since start (AgentEnabled).
+    approvals_total: int = 0
+    #: Drains started since start: agents seen entering a leaving state.
+    drains_total: int = 0
     #: The FleetChanged counters since start.
     launched_total: int = 0
     failed_total: int = 0
@@ -290,6 +295,7 @@ class StatusModel:
     _plans: deque[PlanSummary] = field(default_factory=lambda: deque(maxlen=PLANS_KEPT))
     _first_seen: dict[str, float] = field(default_factory=dict)
     _fleet: FleetView = field(default_factory=FleetView)
+    _leaving: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.profile_settings = tuple(self.profile_settings)
@@ -326,6 +332,8 @@ class StatusModel:
             )
         elif isinstance(message, GoCDUnavailable):
             s = _replace(s, gocd_error=message.reason)
+        elif isinstance(message, AgentEnabled):
+            s = _replace(s, approvals_total=s.approvals_total + 1)
         elif isinstance(message, FrameworkRegistered):
             s = _replace(
                 s,
@@ -350,6 +358,9 @@ class StatusModel:
         counted = dict(s.agent_seconds(now)) if s.counted_at is not None else {}
         agents = _counts(message.fleet)
         self._fleet = message.fleet
+        leaving = {a.task_id for a in message.fleet.agents if a.state in LEAVING}
+        drains = len(leaving - self._leaving)
+        self._leaving = leaving
         timeline = (*_recent_steps(s.timeline, now), (now, agents))
         return _replace(
             s,
@@ -360,6 +371,7 @@ class StatusModel:
             launched_total=message.launched_total,
             failed_total=message.failed_total,
             killed_total=message.killed_total,
+            drains_total=s.drains_total + drains,
         )
 
     def _profiles(self, s: Snapshot, now: float) -> tuple[ProfileStatus, ...]:
