@@ -11,7 +11,8 @@ built, so a taken port fails in the caller's thread before any actor starts;
 Endpoints: ``/healthz`` (200 while every actor of the system is alive),
 ``/readyz`` (200 while subscribed to Mesos and GoCD was read within
 ``stale_after``), ``/metrics`` (Prometheus text, a registry per server) and
-``/status`` (JSON, see :meth:`~actors.http.model.Snapshot.to_json`).
+``/status`` (JSON, see :meth:`~actors.http.model.Snapshot.to_json`) and ``/``,
+the status page for people (:mod:`actors.http.page`, ``templates/status.html``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pykka
@@ -36,10 +38,14 @@ from actors.config import Profile
 from actors.exceptions import GocdMesosError
 from actors.http.metrics import registry_for
 from actors.http.model import Snapshot, StatusModel
+from actors.http.page import page_context
 
 __all__ = ["StatusServer"]
 
 logger = logging.getLogger(__name__)
+
+#: The page's templates, shipped as package data.
+TEMPLATES = str(Path(__file__).parent / "templates")
 
 
 class StatusListener(pykka.ThreadingActor):
@@ -153,8 +159,12 @@ class StatusServer:
                 (r"/readyz", _Ready, args),
                 (r"/metrics", _Metrics, args),
                 (r"/status", _Status, args),
+                (r"/", _Page, args),
             ],
             log_function=_log_request,
+            template_path=TEMPLATES,
+            # Every value in a template is HTML-escaped unless it says otherwise (none does).
+            autoescape="xhtml_escape",
         )
 
     # --- what the handlers read ----------------------------------------------------------
@@ -170,6 +180,9 @@ class StatusServer:
 
     def status(self) -> dict[str, Any]:
         return self._latest.to_json(self._clock.now())
+
+    def page(self) -> dict[str, Any]:
+        return page_context(self._latest, self._clock.now())
 
 
 def _log_request(handler: tornado.web.RequestHandler) -> None:
@@ -213,3 +226,8 @@ class _Metrics(_Handler):
 class _Status(_Handler):
     def get(self) -> None:
         self.send_json(self.server.status())
+
+
+class _Page(_Handler):
+    def get(self) -> None:
+        self.render("status.html", **self.server.page())
