@@ -13,12 +13,18 @@ Endpoints: ``/healthz`` (200 while every actor of the system is alive),
 ``stale_after``), ``/metrics`` (Prometheus text, a registry per server) and
 ``/status`` (JSON, see :meth:`~actors.http.model.Snapshot.to_json`) and ``/``,
 the status page for people (:mod:`actors.http.page`, ``templates/status.html``).
+With ``[http] username`` and ``password_file`` or ``token_file`` set, every
+endpoint but ``/healthz`` asks for HTTP basic or bearer credentials (401 with
+``WWW-Authenticate: Basic realm="gocd-mesos"`` without them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import errno
+import hmac
 import json
 import logging
 import threading
@@ -34,7 +40,7 @@ import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from actors.clock import Clock
-from actors.config import Profile
+from actors.config import Profile, Secret
 from actors.exceptions import GocdMesosError
 from actors.http.metrics import registry_for
 from actors.http.model import Snapshot, StatusModel
@@ -72,8 +78,14 @@ class StatusServer:
         profiles: Iterable[Profile] = (),
         stale_after: float = 60.0,
         alive: Callable[[], Mapping[str, bool]] = dict,
+        username: str = "",
+        password: Secret | None = None,
+        token: Secret | None = None,
     ) -> None:
         self._clock = clock
+        self._username = username
+        self._password = password or Secret("")
+        self._token = token or Secret("")
         self._stale_after = stale_after
         self._alive = alive
         self._model = StatusModel(profiles)
@@ -169,6 +181,10 @@ class StatusServer:
 
     # --- what the handlers read ----------------------------------------------------------
 
+    def authorized(self, header: str | None) -> bool:
+        """Whether a request with this ``Authorization`` header may read a guarded endpoint."""
+        return authorized(header, self._username, self._password, self._token)
+
     def health(self) -> tuple[bool, dict[str, Any]]:
         alive = dict(self._alive())
         return bool(alive) and all(alive.values()), {"actors": alive}
@@ -185,6 +201,30 @@ class StatusServer:
         return page_context(self._latest, self._clock.now())
 
 
+def authorized(header: str | None, username: str, password: Secret, token: Secret) -> bool:
+    """Whether ``header`` (an ``Authorization`` value, None when absent) carries the basic
+    credentials ``username``:``password`` or the bearer ``token``; True when neither is set.
+
+    Compared with :func:`hmac.compare_digest`, so the time taken says nothing of the secrets.
+    """
+    if not password and not token:
+        return True
+    scheme, _, value = (header or "").strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() == "basic" and password:
+        try:
+            user, sep, given = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        # Both compared always: which of the two was wrong takes no different time.
+        user_ok = hmac.compare_digest(user.encode(), username.encode())
+        password_ok = hmac.compare_digest(given.encode(), password.reveal().encode())
+        return bool(sep) and user_ok and password_ok
+    if scheme.lower() == "bearer" and token:
+        return hmac.compare_digest(value.encode(), token.reveal().encode())
+    return False
+
+
 def _log_request(handler: tornado.web.RequestHandler) -> None:
     logger.debug(
         "%s %s %d %.1fms",
@@ -196,8 +236,18 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
 
 
 class _Handler(tornado.web.RequestHandler):
+    #: Whether the endpoint asks for the configured credentials (``[http] username``, token).
+    guarded = True
+
     def initialize(self, server: StatusServer) -> None:
         self.server = server
+
+    def prepare(self) -> None:
+        if self.guarded and not self.server.authorized(self.request.headers.get("Authorization")):
+            self.set_status(401)
+            self.set_header("WWW-Authenticate", 'Basic realm="gocd-mesos"')
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish("401: credentials required\n")
 
     def send_json(self, document: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -206,6 +256,9 @@ class _Handler(tornado.web.RequestHandler):
 
 
 class _Health(_Handler):
+    # Open always: a liveness probe (systemd, a load balancer) carries no credentials.
+    guarded = False
+
     def get(self) -> None:
         ok, body = self.server.health()
         self.send_json({"ok": ok, **body}, 200 if ok else 503)
