@@ -19,8 +19,8 @@ from actors.http.model import WINDOW, Counts, Snapshot
 __all__ = ["CHART_HEIGHT", "CHART_WIDTH", "Chart", "page_context", "series", "step_path"]
 
 #: Size of a chart's drawing area in SVG user units.
-CHART_WIDTH = 600.0
-CHART_HEIGHT = 120.0
+CHART_WIDTH: float = 600
+CHART_HEIGHT: float = 120
 
 
 def step_path(
