@@ -17,7 +17,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["actors", "actors.*"]),
-    package_data={"actors": ["config.spec", "py.typed"]},
+    package_data={"actors": ["config.spec", "py.typed", "http/templates/*.html"]},
     scripts=[],
     install_requires=[
         "pykka>=4.0,<5",

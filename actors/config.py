@@ -7,8 +7,9 @@ unknown keys are rejected with a did-you-mean. What comes out is a tree of
 frozen dataclasses: actors never see a ConfigObj.
 
 Secrets (GoCD password and token, the agents' auto-register key, the Mesos
-framework secret) come from the file itself, from a ``*_file`` next to it, or
-from an environment variable; never from the command line. They are held in
+framework secret, the status server's password and token) come from the file
+itself, from a ``*_file`` next to it, or from an environment variable; never
+from the command line. They are held in
 :class:`Secret`, whose ``repr`` and ``str`` never show the value.
 """
 
@@ -305,6 +306,12 @@ class HttpSettings:
     host: str = "127.0.0.1"
     #: Port the status server binds to (0 picks a free one).
     port: int = 9404
+    #: User name of HTTP basic auth on every endpoint but ``/healthz``; "" for none.
+    username: str = ""
+    #: Password of that user (from ``password_file``).
+    password: Secret = field(default_factory=lambda: Secret(""))
+    #: Bearer token accepted on every endpoint but ``/healthz`` (from ``token_file``); empty for none.
+    token: Secret = field(default_factory=lambda: Secret(""))
 
     @classmethod
     def parse(cls, text: str) -> HttpSettings:
@@ -706,8 +713,9 @@ def _secret(
             return Secret("")
         if not value:
             problems.append(f"{path}: [{sec_name}] {file_key}: {filename} is empty")
-    if not value:
-        value = environ.get(SECRET_ENV[(sec_name, key)], "")
+    env = SECRET_ENV.get((sec_name, key))
+    if not value and env:
+        value = environ.get(env, "")
     return Secret(value)
 
 
@@ -791,6 +799,14 @@ def _convert(
             f"auto_register_key_file or ${SECRET_ENV[('agents', 'auto_register_key')]})"
         )
 
+    h = cfg["http"]
+    http_password = _secret(h, "http", "password", "password_file", path, environ, problems, inline=False)
+    http_token = _secret(h, "http", "token", "token_file", path, environ, problems, inline=False)
+    if h["username"] and not h["password_file"]:
+        problems.append(f"{path}: [http] password_file: username is set but no password_file")
+    if h["password_file"] and not h["username"]:
+        problems.append(f"{path}: [http] username: password_file is set but no username")
+
     profiles = []
     for name in cfg["profiles"].sections:
         bad = {sp[2] for sp in invalid if sp[:2] == ("profiles", name) and len(sp) > 2}
@@ -836,6 +852,8 @@ def _convert(
             ("gocd", g, "token_file"),
             ("mesos", m, "secret_file"),
             ("agents", a, "auto_register_key_file"),
+            ("http", h, "password_file"),
+            ("http", h, "token_file"),
         )
         if section[key]
     )
@@ -882,7 +900,13 @@ def _convert(
             policy=j["policy"],
         ),
         state=StateSettings(dir=cfg["state"]["dir"]),
-        http=HttpSettings(host=listen_host, port=listen_port),
+        http=HttpSettings(
+            host=listen_host,
+            port=listen_port,
+            username=h["username"],
+            password=http_password,
+            token=http_token,
+        ),
         logging=LoggingSettings(level=cfg["logging"]["level"].upper(), format=cfg["logging"]["format"]),
         source=path,
         secret_files=secret_files,

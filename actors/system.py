@@ -192,6 +192,9 @@ def start(
                 clock=clock,
                 profiles=settings.profiles,
                 stale_after=settings.judge.stale_after,
+                username=settings.http.username,
+                password=settings.http.password,
+                token=settings.http.token,
                 alive=lambda: {name: ref.is_alive() for name, ref in system.refs.items()},
             )
         except GocdMesosError as e:

@@ -672,3 +672,41 @@ def test_settings_built_in_code_report_every_problem_as_a_file_does():
 def test_a_duration_longer_than_a_year_is_refused(section, key):
     problems = problems_of(MINIMAL.replace(f"[{section}]\n", f"[{section}]\n{key} = 100000000d\n", 1))
     assert any(f"[{section}] {key}" in p and "must be at most 365d" in p for p in problems), problems
+
+
+def test_status_server_credentials_come_from_files_and_never_show(tmp_path):
+    (tmp_path / "http-pw").write_text("pw-S3cr3t-9f1c77\n")
+    (tmp_path / "http-token").write_text("tok-0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b\n")
+    path = tmp_path / "gocd-mesos.ini"
+    path.write_text(MINIMAL + "[http]\nusername = ops\npassword_file = http-pw\ntoken_file = http-token\n")
+    s = config.load(str(path), environ={})
+    assert s.http.username == "ops"
+    assert s.http.password.reveal() == "pw-S3cr3t-9f1c77"
+    assert s.http.token.reveal() == "tok-0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b"
+    out = config.render(s)
+    assert "pw-S3cr3t" not in out and "tok-0a1b" not in out and "pw-S3cr3t" not in repr(s)
+    assert "username = ops" in out and "password = ****" in out and "token = ****" in out
+    assert ("[http] password_file", str(tmp_path / "http-pw")) in s.secret_files
+    assert ("[http] token_file", str(tmp_path / "http-token")) in s.secret_files
+    # None configured: every endpoint is open.
+    s = load_text(MINIMAL)
+    assert (s.http.username, bool(s.http.password), bool(s.http.token)) == ("", False, False)
+
+
+def test_status_server_credential_problems(tmp_path):
+    assert problems_of(MINIMAL + "[http]\nusername = ops\n") == [
+        "test.ini: [http] password_file: username is set but no password_file"
+    ]
+    (tmp_path / "pw").write_text("x\n")
+    assert problems_of(MINIMAL + f"[http]\npassword_file = {tmp_path / 'pw'}\n") == [
+        "test.ini: [http] username: password_file is set but no username"
+    ]
+    (tmp_path / "empty").write_text("\n")
+    assert problems_of(MINIMAL + f"[http]\ntoken_file = {tmp_path / 'empty'}\n") == [
+        f"test.ini: [http] token_file: {tmp_path / 'empty'} is empty"
+    ]
+    (problem,) = problems_of(MINIMAL + "[http]\ntoken_file = /nonexistent/token\n")
+    assert problem.startswith("test.ini: [http] token_file: cannot read /nonexistent/token")
+    # The password itself has no key of its own: secrets stay out of the file.
+    (problem,) = problems_of(MINIMAL + "[http]\npassword = inline\n")
+    assert problem.startswith("test.ini: [http] password: unknown key")

@@ -1,7 +1,8 @@
-"""The status server of a system: ``/healthz``, ``/readyz``, ``/metrics`` and ``/status``.
+"""The status server of a system: ``/healthz``, ``/readyz``, ``/metrics``, ``/status`` and ``/``.
 
 :mod:`actors.http.model` folds the published messages into immutable snapshots,
-:mod:`actors.http.metrics` turns a snapshot into Prometheus metrics, and
+:mod:`actors.http.metrics` turns a snapshot into Prometheus metrics,
+:mod:`actors.http.page` into the status page's values and charts, and
 :mod:`actors.http.server` serves them with Tornado on a thread of its own.
 """
 

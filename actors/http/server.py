@@ -11,17 +11,25 @@ built, so a taken port fails in the caller's thread before any actor starts;
 Endpoints: ``/healthz`` (200 while every actor of the system is alive),
 ``/readyz`` (200 while subscribed to Mesos and GoCD was read within
 ``stale_after``), ``/metrics`` (Prometheus text, a registry per server) and
-``/status`` (JSON, see :meth:`~actors.http.model.Snapshot.to_json`).
+``/status`` (JSON, see :meth:`~actors.http.model.Snapshot.to_json`) and ``/``,
+the status page for people (:mod:`actors.http.page`, ``templates/status.html``).
+With ``[http] username`` and ``password_file`` or ``token_file`` set, every
+endpoint but ``/healthz`` asks for HTTP basic or bearer credentials (401 with
+``WWW-Authenticate: Basic realm="gocd-mesos"`` without them).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import errno
+import hmac
 import json
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pykka
@@ -32,14 +40,18 @@ import tornado.web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from actors.clock import Clock
-from actors.config import Profile
+from actors.config import Profile, Secret
 from actors.exceptions import GocdMesosError
 from actors.http.metrics import registry_for
 from actors.http.model import Snapshot, StatusModel
+from actors.http.page import page_context
 
 __all__ = ["StatusServer"]
 
 logger = logging.getLogger(__name__)
+
+#: The page's templates, shipped as package data.
+TEMPLATES = str(Path(__file__).parent / "templates")
 
 
 class StatusListener(pykka.ThreadingActor):
@@ -66,8 +78,14 @@ class StatusServer:
         profiles: Iterable[Profile] = (),
         stale_after: float = 60.0,
         alive: Callable[[], Mapping[str, bool]] = dict,
+        username: str = "",
+        password: Secret | None = None,
+        token: Secret | None = None,
     ) -> None:
         self._clock = clock
+        self._username = username
+        self._password = password or Secret("")
+        self._token = token or Secret("")
         self._stale_after = stale_after
         self._alive = alive
         self._model = StatusModel(profiles)
@@ -153,11 +171,19 @@ class StatusServer:
                 (r"/readyz", _Ready, args),
                 (r"/metrics", _Metrics, args),
                 (r"/status", _Status, args),
+                (r"/", _Page, args),
             ],
             log_function=_log_request,
+            template_path=TEMPLATES,
+            # Every value in a template is HTML-escaped unless it says otherwise (none does).
+            autoescape="xhtml_escape",
         )
 
     # --- what the handlers read ----------------------------------------------------------
+
+    def authorized(self, header: str | None) -> bool:
+        """Whether a request with this ``Authorization`` header may read a guarded endpoint."""
+        return authorized(header, self._username, self._password, self._token)
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         alive = dict(self._alive())
@@ -171,6 +197,33 @@ class StatusServer:
     def status(self) -> dict[str, Any]:
         return self._latest.to_json(self._clock.now())
 
+    def page(self) -> dict[str, Any]:
+        return page_context(self._latest, self._clock.now())
+
+
+def authorized(header: str | None, username: str, password: Secret, token: Secret) -> bool:
+    """Whether ``header`` (an ``Authorization`` value, None when absent) carries the basic
+    credentials ``username``:``password`` or the bearer ``token``; True when neither is set.
+
+    Compared with :func:`hmac.compare_digest`, so the time taken says nothing of the secrets.
+    """
+    if not password and not token:
+        return True
+    scheme, _, value = (header or "").strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() == "basic" and password:
+        try:
+            user, sep, given = base64.b64decode(value, validate=True).decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        # Both compared always: which of the two was wrong takes no different time.
+        user_ok = hmac.compare_digest(user.encode(), username.encode())
+        password_ok = hmac.compare_digest(given.encode(), password.reveal().encode())
+        return bool(sep) and user_ok and password_ok
+    if scheme.lower() == "bearer" and token:
+        return hmac.compare_digest(value.encode(), token.reveal().encode())
+    return False
+
 
 def _log_request(handler: tornado.web.RequestHandler) -> None:
     logger.debug(
@@ -183,8 +236,18 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
 
 
 class _Handler(tornado.web.RequestHandler):
+    #: Whether the endpoint asks for the configured credentials (``[http] username``, token).
+    guarded = True
+
     def initialize(self, server: StatusServer) -> None:
         self.server = server
+
+    def prepare(self) -> None:
+        if self.guarded and not self.server.authorized(self.request.headers.get("Authorization")):
+            self.set_status(401)
+            self.set_header("WWW-Authenticate", 'Basic realm="gocd-mesos"')
+            self.set_header("Content-Type", "text/plain; charset=utf-8")
+            self.finish("401: credentials required\n")
 
     def send_json(self, document: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -193,6 +256,9 @@ class _Handler(tornado.web.RequestHandler):
 
 
 class _Health(_Handler):
+    # Open always: a liveness probe (systemd, a load balancer) carries no credentials.
+    guarded = False
+
     def get(self) -> None:
         ok, body = self.server.health()
         self.send_json({"ok": ok, **body}, 200 if ok else 503)
@@ -213,3 +279,8 @@ class _Metrics(_Handler):
 class _Status(_Handler):
     def get(self) -> None:
         self.send_json(self.server.status())
+
+
+class _Page(_Handler):
+    def get(self) -> None:
+        self.render("status.html", **self.server.page())
