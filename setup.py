@@ -31,7 +31,7 @@ setup(
         "pymesos": ["pymesos==0.3.15"],
         # zk:// master detection for the builtin driver.
         "zookeeper": ["kazoo>=2.9"],
-        "test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6.100", "pyyaml>=6"],
+        "test": ["pytest>=7", "pytest-timeout>=2", "hypothesis>=6.100", "pyyaml>=6", "selenium>=4.20"],
         "lint": ["ruff>=0.6", "mypy>=1.10", "types-requests"],
     },
     entry_points={"console_scripts": ["gocd-mesosd = actors.cli:main"]},

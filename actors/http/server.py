@@ -172,6 +172,7 @@ class StatusServer:
                 (r"/metrics", _Metrics, args),
                 (r"/status", _Status, args),
                 (r"/", _Page, args),
+                (r"/favicon.ico", _NoIcon),
             ],
             log_function=_log_request,
             template_path=TEMPLATES,
@@ -253,6 +254,13 @@ class _Handler(tornado.web.RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.finish(json.dumps(document, indent=2, sort_keys=True) + "\n")
+
+
+class _NoIcon(tornado.web.RequestHandler):
+    """Browsers ask for /favicon.ico with every page: 204, there is none (a 404 is a console error)."""
+
+    def get(self) -> None:
+        self.set_status(204)
 
 
 class _Health(_Handler):
