@@ -47,6 +47,7 @@ __all__ = [
     "JobReason",
     "KillAgent",
     "LaunchAgents",
+    "OffersHandled",
     "Peers",
     "Poll",
     "ProfileBackoff",
@@ -602,6 +603,18 @@ class Peers:
     bridge: object
     #: The GoCDPoller's ref (receives EnableAgent, DisableAgent, ReadAgent, ReadJobHistory, DeleteAgent).
     poller: object
+
+
+@dataclass(frozen=True)
+class OffersHandled:
+    """The bridge took or declined the offers of one RESOURCE_OFFERS event (for metrics)."""
+
+    #: Offers in the event, a count.
+    received: int
+    #: Offers accepted with at least one agent task.
+    used: int
+    #: Offers declined (nothing queued fitted them).
+    declined: int
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from actors.messages import (
     FrameworkRegistered,
     KillAgent,
     LaunchAgents,
+    OffersHandled,
     ReconcileTasks,
     TaskLaunched,
     TaskUpdate,
@@ -155,6 +156,7 @@ def test_launch_revives_packs_declines_and_suppresses(make, recorder):
         TaskLaunched("a3", "small", "S2", "host-S2"),
     ]
     assert len(driver.named("suppressOffers")) == 2  # after registration, and now the queue is empty
+    assert recorder.of(OffersHandled) == [OffersHandled(received=3, used=2, declined=1)]
     env = {v["name"]: v["value"] for v in launches[0][1][0]["command"]["environment"]["variables"]}
     assert env["AGENT_AUTO_REGISTER_HOSTNAME"] == "a1" and env["AGENT_AUTO_REGISTER_KEY"] == "key"
 

@@ -177,3 +177,13 @@ def test_drains_and_approvals_are_counted_once_each():
     )
     s = model.snapshot()
     assert (s.drains_total, s.approvals_total) == (2, 1)
+
+
+def test_offers_are_summed():
+    from actors.messages import OffersHandled
+
+    model = StatusModel([LINUX])
+    model.apply(OffersHandled(received=3, used=2, declined=1), 1.0)
+    model.apply(OffersHandled(received=1, used=0, declined=1), 2.0)
+    s = model.snapshot()
+    assert (s.offers_received, s.offers_used, s.offers_declined) == (4, 2, 2)

@@ -595,11 +595,12 @@ def test_a_drain_decided_on_an_older_view_is_checked_against_the_latest(h):
 
 
 def test_mesos_disconnects_and_errors_are_handled(h, caplog):
-    from actors.messages import FrameworkDisconnected, FrameworkError
+    from actors.messages import FrameworkDisconnected, FrameworkError, OffersHandled
 
     with caplog.at_level(logging.WARNING):
         h.send(FrameworkDisconnected(since=h.clock.now()))
         h.send(FrameworkError("boom"))
+        h.send(OffersHandled(received=2, used=1, declined=1))
     assert "does not handle" not in caplog.text
 
 

@@ -71,6 +71,7 @@ from actors.messages import (
     GoCDUnavailable,
     KillAgent,
     LaunchAgents,
+    OffersHandled,
     Peers,
     ProfileBackoff,
     ReadAgent,
@@ -413,6 +414,8 @@ class AgentRegistry(BaseActor):
             self._registered_at = None
         elif isinstance(message, FrameworkError):
             pass  # the bridge logs it and acts; tasks it cost arrive as TaskUpdates
+        elif isinstance(message, OffersHandled):
+            pass  # for the status server's metrics: what became of offers is the bridge's
         elif isinstance(message, (AgentEnabled, AgentDisabled, AgentRead)):
             self._on_agent_outcome(message)
         elif isinstance(message, AgentDeleted):

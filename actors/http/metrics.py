@@ -32,6 +32,9 @@ METRIC_NAMES = (
     "gocd_mesos_approvals_total",
     "gocd_mesos_backoff_active",
     "gocd_mesos_gocd_data_age_seconds",
+    "gocd_mesos_offers_received_total",
+    "gocd_mesos_offers_used_total",
+    "gocd_mesos_offers_declined_total",
     "gocd_mesos_leader",
 )
 
@@ -113,6 +116,12 @@ class SnapshotCollector(Collector):
                 "Seconds since GoCD was last read successfully (stale past [judge] stale_after).",
                 value=now - s.gocd_read_at,
             )
+        for what, value, meaning in (
+            ("received", s.offers_received, "Mesos offers received since start."),
+            ("used", s.offers_used, "Mesos offers used to launch agents since start."),
+            ("declined", s.offers_declined, "Mesos offers declined since start."),
+        ):
+            yield CounterMetricFamily(f"gocd_mesos_offers_{what}", meaning, value=value)
         # One daemon per framework for now: it always leads.
         yield GaugeMetricFamily("gocd_mesos_leader", "1 when this daemon is the leader.", value=1)
 

@@ -40,6 +40,7 @@ from actors.messages import (
     FrameworkRegistered,
     GoCDUnavailable,
     JobReason,
+    OffersHandled,
     ScalePlan,
 )
 
@@ -150,6 +151,10 @@ class Snapshot:
     approvals_total: int = 0
     #: Drains started since start: agents seen entering a leaving state.
     drains_total: int = 0
+    #: Mesos offers received, used for a launch, and declined since start.
+    offers_received: int = 0
+    offers_used: int = 0
+    offers_declined: int = 0
     #: The FleetChanged counters since start.
     launched_total: int = 0
     failed_total: int = 0
@@ -334,6 +339,13 @@ class StatusModel:
             s = _replace(s, gocd_error=message.reason)
         elif isinstance(message, AgentEnabled):
             s = _replace(s, approvals_total=s.approvals_total + 1)
+        elif isinstance(message, OffersHandled):
+            s = _replace(
+                s,
+                offers_received=s.offers_received + message.received,
+                offers_used=s.offers_used + message.used,
+                offers_declined=s.offers_declined + message.declined,
+            )
         elif isinstance(message, FrameworkRegistered):
             s = _replace(
                 s,

@@ -66,6 +66,7 @@ from actors.messages import (
     FrameworkRegistered,
     KillAgent,
     LaunchAgents,
+    OffersHandled,
     ReconcileTasks,
     SettingsChanged,
     Subscribe,
@@ -334,6 +335,9 @@ class MesosBridge(BaseActor):
         if unused:
             logger.debug("Declining %d offers for %gs", len(unused), self._mesos.refuse_seconds)
             self._call("declineOffer", unused, refuse)
+        self._publisher.publish(
+            OffersHandled(received=len(message.offers), used=len(used), declined=len(unused))
+        )
         self._maybe_suppress()
 
     def _status(self, message: MesosStatusReceived) -> None:
