@@ -13,7 +13,7 @@ backwards compatible (add fields with defaults, never rename).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from actors.fleet.states import FleetState
@@ -191,6 +191,10 @@ class BacklogSnapshot:
     fetched_at: float
     #: GoCD server version, e.g. ``25.1.0`` ("" if unknown).
     server_version: str = ""
+    #: (endpoint, seconds) of the GoCD reads this snapshot took, wall-clock time for metrics:
+    #: ``scheduled_jobs`` (with the pipeline configs it needed) and ``agents``. Measurements,
+    #: not content: two snapshots of the same GoCD state compare equal whatever their timings.
+    timings: tuple[tuple[str, float], ...] = field(default=(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,8 @@ class GoCDUnavailable:
     attempts: int = 1
     #: Seconds until the next attempt.
     retry_in: float = 0.0
+    #: The read that failed: ``scheduled_jobs`` or ``agents``; "" if unknown.
+    endpoint: str = ""
 
 
 # --- GoCD agent changes: requests to the poller and their outcomes ------------
@@ -587,6 +593,9 @@ class ScalePlan:
     profiles: tuple[ProfileDecision, ...] = ()
     #: Whether GoCD data was stale or missing (nothing drained, nothing launched for jobs).
     stale: bool = False
+    #: Wall-clock seconds the policy took to make this plan (set by the judge, for metrics); a
+    #: measurement, left out of comparisons.
+    took: float = field(default=0.0, compare=False)
 
     def launch_for(self, profile: str) -> int:
         """Agents of ``profile`` to launch now (0 when the plan launches none)."""

@@ -187,3 +187,13 @@ def test_offers_are_summed():
     model.apply(OffersHandled(received=1, used=0, declined=1), 2.0)
     s = model.snapshot()
     assert (s.offers_received, s.offers_used, s.offers_declined) == (4, 2, 2)
+
+
+def test_a_histogram_counts_each_observation_in_its_bucket():
+    from actors.http.model import BUCKETS, Histogram
+
+    h = Histogram().observe(0.004).observe(0.3).observe(60.0)
+    cumulative = dict(h.cumulative())
+    assert cumulative["0.005"] == 1 and cumulative["0.25"] == 1 and cumulative["0.5"] == 2
+    assert cumulative[str(BUCKETS[-1])] == 2 and cumulative["+Inf"] == 3
+    assert h.total == 60.304

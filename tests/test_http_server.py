@@ -20,6 +20,7 @@ from actors.messages import (
     FleetChanged,
     FleetView,
     FrameworkRegistered,
+    GoCDUnavailable,
     JobReason,
     ScalePlan,
     ScheduledJob,
@@ -47,7 +48,15 @@ def get(server: StatusServer, path: str) -> requests.Response:
 def feed(server: StatusServer, clock) -> None:
     job = ScheduledJob("p/1/s/1/j", "p", 1, "s", 1, "j")
     server.on_message(FrameworkRegistered("fw-1", reregistered=False))
-    server.on_message(BacklogSnapshot(jobs=(job,), agents=(), fetched_at=clock.now()))
+    server.on_message(GoCDUnavailable(reason="GoCD failed (503)", since=clock.now(), endpoint="agents"))
+    server.on_message(
+        BacklogSnapshot(
+            jobs=(job,),
+            agents=(),
+            fetched_at=clock.now(),
+            timings=(("scheduled_jobs", 0.02), ("agents", 0.3)),
+        )
+    )
     server.on_message(
         ScalePlan(decided_at=clock.now(), reasons=(JobReason(job.locator, "launching", "linux"),))
     )
@@ -108,6 +117,11 @@ def test_metrics_carry_every_name_with_the_prefix_and_the_values(server, clock):
     assert samples[("gocd_mesos_kills_total", ())] == 2
     assert samples[("gocd_mesos_decisions_total", ())] == 1
     assert samples[("gocd_mesos_leader", ())] == 1
+    assert samples[("gocd_mesos_gocd_errors_total", (("endpoint", "agents"),))] == 1
+    agents_read = (("endpoint", "agents"), ("le", "0.25"))
+    assert samples[("gocd_mesos_gocd_request_seconds_bucket", agents_read)] == 0
+    assert samples[("gocd_mesos_gocd_request_seconds_bucket", (("endpoint", "agents"), ("le", "0.5")))] == 1
+    assert samples[("gocd_mesos_decision_seconds_count", ())] == 1
     assert ("gocd_mesos_drains_total", ()) in samples and ("gocd_mesos_approvals_total", ()) in samples
     backoff = {k: v for k, v in samples.items() if k[0] == "gocd_mesos_backoff_active"}
     assert backoff and all(v in (0, 1) for v in backoff.values())

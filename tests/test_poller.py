@@ -189,6 +189,14 @@ def test_a_partial_result_is_never_published(clock, recorder):
     _poller(clock, recorder, client).on_receive(Poll())
     assert recorder.of(BacklogSnapshot) == []
     assert len(recorder.of(GoCDUnavailable)) == 1
+    assert recorder.of(GoCDUnavailable)[0].endpoint == "agents"
+
+
+def test_a_snapshot_says_how_long_each_read_took(clock, recorder):
+    _poller(clock, recorder, FakeClient()).on_receive(Poll())
+    (snapshot,) = recorder.of(BacklogSnapshot)
+    assert [endpoint for endpoint, _ in snapshot.timings] == ["scheduled_jobs", "agents"]
+    assert all(seconds >= 0 for _, seconds in snapshot.timings)
 
 
 @pytest.mark.parametrize(

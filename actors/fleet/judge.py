@@ -52,8 +52,10 @@ signatures, so 10,000 jobs x 5,000 agents x 20 profiles stays well under the
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -849,7 +851,9 @@ class Judge(BaseActor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Decide):
+            started = time.perf_counter()
             plan = self._policy.decide(message, self._profiles, self._settings, self._clock.now())
+            plan = dataclasses.replace(plan, took=time.perf_counter() - started)
             self._log(plan)
             if self._registry is not None:
                 self._registry.tell(plan)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -166,11 +167,16 @@ class GoCDPoller(BaseActor):
         return super().on_receive(message)
 
     def _poll(self) -> None:
+        endpoint, timings = "scheduled_jobs", []
         try:
+            started = time.perf_counter()
             jobs = self._client.with_elastic_profiles(self._client.scheduled_jobs())
+            timings.append((endpoint, time.perf_counter() - started))
+            endpoint, started = "agents", time.perf_counter()
             agents = self._client.agents()
+            timings.append((endpoint, time.perf_counter() - started))
         except GoCDError as e:
-            self._failed(e)
+            self._failed(e, endpoint)
             return
         self._read_server_version()
         if self._failing_since is not None:
@@ -184,11 +190,15 @@ class GoCDPoller(BaseActor):
         logger.debug("GoCD has %d scheduled jobs and %d agents", len(jobs), len(agents))
         self._publisher.publish(
             BacklogSnapshot(
-                jobs=jobs, agents=agents, fetched_at=self._clock.now(), server_version=self._server_version
+                jobs=jobs,
+                agents=agents,
+                fetched_at=self._clock.now(),
+                server_version=self._server_version,
+                timings=tuple(timings),
             )
         )
 
-    def _failed(self, error: GoCDError) -> None:
+    def _failed(self, error: GoCDError, endpoint: str = "") -> None:
         now = self._clock.now()
         if self._failing_since is None:
             self._failing_since = now
@@ -210,7 +220,11 @@ class GoCDPoller(BaseActor):
             )
         self._publisher.publish(
             GoCDUnavailable(
-                reason=str(error), since=self._failing_since, attempts=self._attempts, retry_in=retry_in
+                reason=str(error),
+                since=self._failing_since,
+                attempts=self._attempts,
+                retry_in=retry_in,
+                endpoint=endpoint,
             )
         )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from actors.http.model import Snapshot
@@ -32,6 +32,9 @@ METRIC_NAMES = (
     "gocd_mesos_approvals_total",
     "gocd_mesos_backoff_active",
     "gocd_mesos_gocd_data_age_seconds",
+    "gocd_mesos_decision_seconds_count",
+    "gocd_mesos_gocd_request_seconds_count",
+    "gocd_mesos_gocd_errors_total",
     "gocd_mesos_offers_received_total",
     "gocd_mesos_offers_used_total",
     "gocd_mesos_offers_declined_total",
@@ -116,6 +119,27 @@ class SnapshotCollector(Collector):
                 "Seconds since GoCD was last read successfully (stale past [judge] stale_after).",
                 value=now - s.gocd_read_at,
             )
+        decisions = HistogramMetricFamily(
+            "gocd_mesos_decision_seconds", "Seconds the scaling policy took over each plan."
+        )
+        decisions.add_metric([], s.decision_seconds.cumulative(), sum_value=s.decision_seconds.total)
+        yield decisions
+        requests = HistogramMetricFamily(
+            "gocd_mesos_gocd_request_seconds",
+            "Seconds each GoCD read took, by endpoint (scheduled_jobs with its pipeline configs, agents).",
+            labels=["endpoint"],
+        )
+        for endpoint, histogram in s.gocd_seconds:
+            requests.add_metric([endpoint], histogram.cumulative(), sum_value=histogram.total)
+        yield requests
+        errors = CounterMetricFamily(
+            "gocd_mesos_gocd_errors",
+            "Failed GoCD polls since start, by the read that failed.",
+            labels=["endpoint"],
+        )
+        for endpoint, count in s.gocd_errors:
+            errors.add_metric([endpoint], count)
+        yield errors
         for what, value, meaning in (
             ("received", s.offers_received, "Mesos offers received since start."),
             ("used", s.offers_used, "Mesos offers used to launch agents since start."),

@@ -101,6 +101,34 @@ class ProfileStatus:
     backoff_until: float | None = None
 
 
+#: Upper bounds, in seconds, of the buckets of the timing histograms.
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """Observations of a duration in :data:`BUCKETS`; immutable, ``observe`` makes a new one."""
+
+    #: Observations per bucket (not cumulative), one more for those above the last bound.
+    counts: tuple[int, ...] = (0,) * (len(BUCKETS) + 1)
+    #: Sum of the observations, in seconds.
+    total: float = 0.0
+
+    def observe(self, seconds: float) -> Histogram:
+        """This histogram with ``seconds`` observed too."""
+        index = next((i for i, bound in enumerate(BUCKETS) if seconds <= bound), len(BUCKETS))
+        counts = tuple(n + 1 if i == index else n for i, n in enumerate(self.counts))
+        return Histogram(counts=counts, total=self.total + seconds)
+
+    def cumulative(self) -> list[tuple[str, float]]:
+        """(``le`` bound, observations at or below it) for Prometheus, ``+Inf`` last."""
+        out, running = [], 0
+        for bound, n in zip((*(str(b) for b in BUCKETS), "+Inf"), self.counts, strict=True):
+            running += n
+            out.append((bound, float(running)))
+        return out
+
+
 @dataclass(frozen=True)
 class PlanSummary:
     """One plan, shortened: what it did and why."""
@@ -151,6 +179,12 @@ class Snapshot:
     approvals_total: int = 0
     #: Drains started since start: agents seen entering a leaving state.
     drains_total: int = 0
+    #: How long the policy took over each plan.
+    decision_seconds: Histogram = field(default_factory=Histogram)
+    #: How long each GoCD read took, by endpoint (``scheduled_jobs``, ``agents``).
+    gocd_seconds: tuple[tuple[str, Histogram], ...] = ()
+    #: Failed GoCD polls by the endpoint that failed ("" when unknown).
+    gocd_errors: tuple[tuple[str, int], ...] = ()
     #: Mesos offers received, used for a launch, and declined since start.
     offers_received: int = 0
     offers_used: int = 0
@@ -321,6 +355,7 @@ class StatusModel:
                 plans=tuple(self._plans),
                 decisions=s.decisions + 1,
                 waiting_timeline=waiting_timeline,
+                decision_seconds=s.decision_seconds.observe(message.took),
             )
         elif isinstance(message, FleetChanged):
             s = self._fold_fleet(s, message, now)
@@ -334,9 +369,12 @@ class StatusModel:
                 gocd_read_at=now,
                 gocd_version=message.server_version or s.gocd_version,
                 gocd_error="",
+                gocd_seconds=_observed(s.gocd_seconds, message.timings),
             )
         elif isinstance(message, GoCDUnavailable):
-            s = _replace(s, gocd_error=message.reason)
+            errors = dict(s.gocd_errors)
+            errors[message.endpoint] = errors.get(message.endpoint, 0) + 1
+            s = _replace(s, gocd_error=message.reason, gocd_errors=tuple(sorted(errors.items())))
         elif isinstance(message, AgentEnabled):
             s = _replace(s, approvals_total=s.approvals_total + 1)
         elif isinstance(message, OffersHandled):
@@ -411,6 +449,15 @@ class StatusModel:
                 )
             )
         return tuple(out)
+
+
+def _observed(
+    histograms: tuple[tuple[str, Histogram], ...], timings: tuple[tuple[str, float], ...]
+) -> tuple[tuple[str, Histogram], ...]:
+    by_endpoint = dict(histograms)
+    for endpoint, seconds in timings:
+        by_endpoint[endpoint] = by_endpoint.get(endpoint, Histogram()).observe(seconds)
+    return tuple(sorted(by_endpoint.items()))
 
 
 def _summary(plan: ScalePlan) -> PlanSummary:
