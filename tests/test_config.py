@@ -672,3 +672,25 @@ def test_settings_built_in_code_report_every_problem_as_a_file_does():
 def test_a_duration_longer_than_a_year_is_refused(section, key):
     problems = problems_of(MINIMAL.replace(f"[{section}]\n", f"[{section}]\n{key} = 100000000d\n", 1))
     assert any(f"[{section}] {key}" in p and "must be at most 365d" in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", ""),
+        ("z1:2181/gocd-mesos", "z1:2181/gocd-mesos"),
+        ("z1:2181, z2:2181/gocd/mesos/", "z1:2181,z2:2181/gocd/mesos"),
+    ],
+)
+def test_ha_zookeeper_forms(value, expected):
+    assert load_text(MINIMAL + f"\n[ha]\nzookeeper = {value}\n").ha.zookeeper == expected
+
+
+def test_ha_is_off_by_default():
+    assert load_text(MINIMAL).ha.zookeeper == ""
+
+
+@pytest.mark.parametrize("value", ["z1:2181", "z1/path", "zk://z1:2181/p", "z1:2181,/p", "z1:2181/"])
+def test_bad_ha_zookeeper(value):
+    problems = problems_of(MINIMAL + f"\n[ha]\nzookeeper = {value}\n")
+    assert len(problems) == 1 and problems[0].startswith("test.ini: [ha] zookeeper:")
