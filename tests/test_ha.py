@@ -12,6 +12,8 @@ import uuid
 
 import pytest
 
+pytest.importorskip("kazoo", reason="kazoo not installed (pip install -e '.[test,zookeeper]')")
+
 from actors.exceptions import GocdMesosError
 from actors.ha import Leadership
 from actors.messages import LeadershipChanged
