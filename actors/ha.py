@@ -141,6 +141,9 @@ class Leadership:
             self._leading = True
         logger.info("Leading in ZooKeeper %s as %s", self.path, self.identifier)
         self._publish(True)
+        # A suspension between winning and the line above went unheeded by _state_changed.
+        if self._client.state != "CONNECTED":
+            self._stop_leading("the ZooKeeper connection is suspended: no longer sure to lead")
         return True
 
     def cancel(self) -> None:

@@ -118,8 +118,8 @@ def world(tmp_path, zookeeper):
     zk = f"{zookeeper.hosts}/ha-e2e-{os.getpid()}-{time.monotonic_ns()}"
     daemons: list[Daemon] = []
 
-    def start(name: str) -> Daemon:
-        daemons.append(Daemon(config(tmp_path, name, gocd_url, mesos_url, zk)))
+    def start(name: str, zookeeper: str = "") -> Daemon:
+        daemons.append(Daemon(config(tmp_path, name, gocd_url, mesos_url, zookeeper or zk)))
         return daemons[-1]
 
     yield gocd, mesos, start
@@ -162,3 +162,38 @@ def test_the_standby_takes_over_a_killed_leader_without_a_duplicate_or_lost_agen
     ours = [a for a in gocd.state()["agents"] if a["hostname"].startswith(PREFIX)]
     assert len(ours) == JOBS  # none orphaned: each task is a registered agent building
     wait(lambda: f"framework id {framework['id']}" in second.log, 10, "the standby's subscription logged")
+
+
+def test_a_zookeeper_restart_never_lets_two_daemons_act(world, tmp_path):
+    from tests.zookeeper_support import ZooKeeperServer, zookeeper_jar
+
+    gocd, mesos, start = world
+    jar = zookeeper_jar()
+    assert jar is not None  # the world fixture's server needed it too
+    server = ZooKeeperServer(jar, tmp_path / "zk")
+    server.start()
+    try:
+        first = start("first", f"{server.hosts}/restart")
+        assert first.leading.wait(30), first.log
+        second = start("second", f"{server.hosts}/restart")
+        wait(lambda: "Waiting to lead" in second.log, 30, "the second daemon queued")
+        gocd.schedule_jobs("app", count=2, resources=["linux"], duration_s=600)
+        wait(lambda: len(tasks_of(mesos)) == 2, 30, "the leader's launches")
+
+        server.stop()
+        # The leader stops at once and exits 1 for its supervisor to restart it.
+        assert first.proc.wait(15) == 1, first.log
+        assert "no longer sure to lead" in first.log
+        assert not second.leading.is_set()  # the old leader stopped before anyone else led
+        server.start()
+        # The standby leads once the old leader's session has expired, never before.
+        assert second.leading.wait(30), second.log
+        wait(
+            lambda: "Re-registered" in second.log or "Registered" in second.log, 30, "the standby subscribed"
+        )
+        gocd.schedule_jobs("more", count=1, resources=["linux"], duration_s=600)
+        wait(lambda: len(tasks_of(mesos)) == 3, 30, "the new leader's launch")
+        assert len(mesos.state()["frameworks"]) == 1
+        assert all(t["state"] in ("TASK_STAGING", "TASK_STARTING", "TASK_RUNNING") for t in tasks_of(mesos))
+    finally:
+        server.stop()
