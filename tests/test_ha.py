@@ -148,6 +148,10 @@ def test_a_zookeeper_restart_stops_the_leader_and_never_lets_two_act(tmp_path, e
         b_changes: list[LeadershipChanged] = []
         b._listeners = (b_changes.append,)
         campaign_in_thread(b)
+        deadline = time.monotonic() + 10
+        while len(a._lock.contenders()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)  # b queued before the server goes away
+        assert len(a._lock.contenders()) == 2
 
         server.stop()
         assert lost.wait(10), "the leader kept acting after its ZooKeeper connection broke"
