@@ -6,7 +6,8 @@ logging, starts the system through :func:`actors.system.start`, and blocks
 until SIGTERM/SIGINT or a dead actor, then stops the system; SIGHUP reloads the
 file (:mod:`actors.reload`) on the main thread. Exit status: 0
 after an orderly stop, 1 on a runtime failure, 2 on a configuration or usage
-error. ``--sandbox`` hands over to :func:`actors.sandbox.run_sandbox`.
+error. With ``[ha] zookeeper`` it first waits to lead (see :mod:`actors.ha`).
+``--sandbox`` hands over to :func:`actors.sandbox.run_sandbox`.
 """
 
 from __future__ import annotations
@@ -22,12 +23,15 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from actors import __version__, config
 from actors.exceptions import ConfigError, GocdMesosError
 from actors.reload import reload
 from actors.system import System, start
+
+if TYPE_CHECKING:
+    from actors.ha import Leadership
 
 __all__ = ["LOG_FIELDS", "JsonFormatter", "main", "parse_args", "setup_logging"]
 
@@ -204,10 +208,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     running: list[System] = []
     stop_asked = threading.Event()
     reload_asked = threading.Event()
+    leadership: Leadership | None = None
 
     def on_signal(signum: int, frame: Any) -> None:
         logger.info("Got %s; stopping (Mesos keeps the agents running)", signal.Signals(signum).name)
         stop_asked.set()
+        if leadership is not None:
+            leadership.cancel()
         for system in running:
             system.stop(block=False)
 
@@ -232,11 +239,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as e:
             logger.error("[state] dir %s is not writable: %s", settings.state.dir, e.strerror or e)
             return 1
+    if settings.ha.zookeeper and not args.dry_run:
+        # Only the leader starts a system; see actors.ha for why a leader that
+        # loses ZooKeeper exits (status 1, systemd restarts it) instead of waiting.
+        from actors.ha import Leadership
+
+        leadership = Leadership(settings.ha.zookeeper)
+        try:
+            if not leadership.campaign():
+                leadership.close()
+                return 0
+        except GocdMesosError as e:
+            logger.error("%s", e)
+            leadership.close()
+            return 1
     try:
-        running.append(start(settings, dry_run=args.dry_run))
+        running.append(
+            start(
+                settings, dry_run=args.dry_run, framework_ids=leadership.framework_ids if leadership else None
+            )
+        )
     except GocdMesosError:
+        if leadership is not None:
+            leadership.close()
         return 1  # start() has logged why
     system = running[0]
+    if leadership is not None:
+        leadership.watch(system.stop_hook)
     if stop_asked.is_set():
         system.stop(block=False)
 
@@ -248,6 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             reload_asked.clear()
             logger.info("Got SIGHUP; reloading %s", args.config)
             settings = reload(args.config, settings, system, relog)
+    if leadership is not None:
+        leadership.close()
     return end.status
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "AgentSettings",
     "Constraint",
     "GoCDSettings",
+    "HaSettings",
     "HttpSettings",
     "JudgeSettings",
     "LoggingSettings",
@@ -299,6 +300,15 @@ class StateSettings:
 
 
 @dataclass(frozen=True)
+class HaSettings:
+    """High availability: leader election in ZooKeeper (see :mod:`actors.ha`)."""
+
+    #: ``host:port[,host:port...]/path`` of the election and the shared framework id;
+    #: "" runs a single daemon without ZooKeeper.
+    zookeeper: str = ""
+
+
+@dataclass(frozen=True)
 class HttpSettings:
     """The status API, page and metrics endpoint."""
 
@@ -344,6 +354,7 @@ class Settings:
     profiles: tuple[Profile, ...]
     judge: JudgeSettings = field(default_factory=JudgeSettings)
     state: StateSettings = field(default_factory=StateSettings)
+    ha: HaSettings = field(default_factory=HaSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     logging: LoggingSettings = field(default_factory=LoggingSettings)
     #: Path of the file these settings came from ("" when built in code).
@@ -513,6 +524,23 @@ def _check_listen(value: Any) -> tuple[str, int]:
     return host, int(match.group(2))
 
 
+def _check_zookeeper(value: Any) -> str:
+    if isinstance(value, list):
+        value = ",".join(value)  # configobj splits an unquoted comma-separated value
+    text = str(value).strip()
+    if not text:
+        return ""
+    hosts, slash, path = text.partition("/")
+    ok = (
+        slash
+        and path.strip("/")
+        and all(re.match(r"^[^\s:/,]+:\d{1,5}$", host.strip()) for host in hosts.split(","))
+    )
+    if not ok:
+        raise _Invalid(f'"{text}" is not host:port[,host:port...]/path (e.g. zk1:2181,zk2:2181/gocd-mesos)')
+    return ",".join(host.strip() for host in hosts.split(",")) + "/" + path.strip("/")
+
+
 def _check_name(value: Any) -> str:
     text = str(value).strip()
     if not text:
@@ -549,6 +577,7 @@ CHECKS = {
     "go_url": _check_go_url,
     "mesos_master": _check_mesos_master,
     "listen": _check_listen,
+    "zookeeper": _check_zookeeper,
     "name": _check_name,
     "role": _check_role,
     "hostname_prefix": _check_hostname_prefix,
@@ -900,6 +929,7 @@ def _convert(
             policy=j["policy"],
         ),
         state=StateSettings(dir=cfg["state"]["dir"]),
+        ha=HaSettings(zookeeper=cfg["ha"]["zookeeper"]),
         http=HttpSettings(
             host=listen_host,
             port=listen_port,
@@ -1003,7 +1033,7 @@ def render(settings: Settings) -> str:
     """
     out = [f"# effective configuration from {settings.source or '(built in code)'}"]
     out.append("# durations in seconds, mem and disk in MB; secrets masked")
-    for section in ("gocd", "mesos", "agents", "judge", "state", "http", "logging"):
+    for section in ("gocd", "mesos", "agents", "judge", "state", "ha", "http", "logging"):
         out.append(f"\n[{section}]")
         for f_ in dataclasses.fields(getattr(settings, section)):
             out.append(f"{f_.name} = {_format_value(getattr(getattr(settings, section), f_.name))}")

@@ -47,6 +47,7 @@ __all__ = [
     "JobReason",
     "KillAgent",
     "LaunchAgents",
+    "LeadershipChanged",
     "OffersHandled",
     "Peers",
     "Poll",
@@ -457,6 +458,20 @@ class FrameworkDisconnected:
     """The subscription stream to the master ended; the driver is resubscribing."""
 
     #: Clock time at which the bridge learnt of it.
+    since: float
+
+
+@dataclass(frozen=True)
+class LeadershipChanged:
+    """With ``[ha]``: this daemon became the leader of its ZooKeeper election, or stopped leading.
+
+    Told by :class:`actors.ha.Leadership` to its listeners. A daemon that stops
+    leading stops its system at once and exits (non-zero) to queue again.
+    """
+
+    #: True when this daemon now leads (and starts acting), False when it stopped.
+    leader: bool
+    #: Clock time of the change.
     since: float
 
 

@@ -39,6 +39,7 @@ from actors.exceptions import GocdMesosError
 
 if TYPE_CHECKING:
     from actors.fleet.judge import Policy, PolicyFunction
+    from actors.mesos.bridge import FrameworkIdStore
 
 __all__ = ["ActorSpec", "Exit", "Listener", "System", "build_actors", "run", "start"]
 
@@ -76,13 +77,15 @@ def build_actors(
     subscribers: tuple[Any, ...] = (),
     policy: Policy | PolicyFunction | None = None,
     dry_run: bool = False,
+    framework_ids: FrameworkIdStore | None = None,
 ) -> list[ActorSpec]:
     """The actors of a system in start order: AgentRegistry, Judge, MesosBridge, GoCDPoller.
 
     The registry starts first and learns the others' refs from a ``Peers``
     message told once the poller, the last one, has started; the others get
     the registry's ref when they are built. ``subscribers`` are told every
-    message the four publish.
+    message the four publish; ``framework_ids`` is where the bridge keeps the
+    framework id (default: ``<state dir>/framework_id``).
     """
     # Imported here so that `--check-config` and `--version` stay light.
     from actors.fleet.judge import Judge
@@ -131,6 +134,7 @@ def build_actors(
             subscribers=(refs["registry"], *subscribers),
             dry_run=dry_run,
             stop_hook=stop_hook,
+            framework_ids=framework_ids,
         )
         return refs["bridge"]
 
@@ -165,6 +169,7 @@ def start(
     dry_run: bool = False,
     start_timeout: float = 10.0,
     http: bool = True,
+    framework_ids: FrameworkIdStore | None = None,
 ) -> System:
     """Start a system on ``settings`` and return its handle once every actor answers.
 
@@ -174,7 +179,9 @@ def start(
     function of :func:`~actors.fleet.judge.decide`'s signature) replaces the scaling
     policy that ``[judge] policy`` names; ``dry_run`` decides and logs but changes
     nothing anywhere; ``http=False`` leaves out the status server that otherwise
-    serves on ``[http] listen`` (port 0 picks a free port: see :attr:`System.http_url`).
+    serves on ``[http] listen`` (port 0 picks a free port: see :attr:`System.http_url`);
+    ``framework_ids`` replaces the framework id file (the HA leader passes its ZooKeeper
+    store, see :mod:`actors.ha`).
     Raises :class:`~actors.exceptions.GocdMesosError` if the system could not start
     (it is stopped again, and the reason logged).
     """
@@ -212,6 +219,7 @@ def start(
         subscribers=(system.fanout,),
         policy=policy,
         dry_run=dry_run,
+        framework_ids=framework_ids,
     )
     if not system.start_actors(specs, start_timeout=start_timeout):
         raise GocdMesosError(f"gocd-mesos could not start: {system.wait().reason}")

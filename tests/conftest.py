@@ -121,3 +121,18 @@ def system(tmp_path):
     yield factory
     for s in made:
         s.stop()
+
+
+@pytest.fixture(scope="session")
+def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A ZooKeeper server on loopback for the whole session (skips if none is installed)."""
+    from tests.zookeeper_support import SKIP_REASON, ZooKeeperServer, zookeeper_jar
+
+    pytest.importorskip("kazoo", reason="kazoo not installed (pip install -e '.[test,zookeeper]')")
+    jar = zookeeper_jar()
+    if jar is None:
+        pytest.skip(SKIP_REASON)
+    server = ZooKeeperServer(jar, tmp_path_factory.mktemp("zookeeper"))
+    server.start()
+    yield server
+    server.stop()

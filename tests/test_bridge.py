@@ -299,3 +299,37 @@ def test_a_failing_driver_call_is_survived(make, recorder):
     del driver.launchTasks
     bridge.on_receive(MesosOffersReceived((offer("O2"),)))
     assert [m.task_id for m in recorder.of(TaskLaunched)] == ["a1"]
+
+
+class MemoryIds:
+    """A framework id store in memory (the shape of actors.ha.ZooKeeperFrameworkId)."""
+
+    def __init__(self, value=None, fail=False):
+        self.value, self.fail = value, fail
+
+    def read(self):
+        return self.value
+
+    def write(self, framework_id):
+        if self.fail:
+            raise RuntimeError("ZooKeeper is gone")
+        self.value = framework_id
+
+    def remove(self):
+        self.value = None
+
+
+def test_a_framework_id_store_replaces_the_file(make, tmp_path):
+    ids = MemoryIds("F-SHARED")
+    bridge, (driver,) = make(framework_ids=ids)
+    assert driver.framework["id"] == {"value": "F-SHARED"}
+    registered(bridge, "F-NEW")
+    assert ids.value == "F-NEW" and not os.path.exists(tmp_path / FRAMEWORK_ID_FILE)
+
+
+def test_a_store_that_cannot_save_is_logged_and_the_bridge_goes_on(make, caplog):
+    bridge, (driver,) = make(framework_ids=MemoryIds(fail=True))
+    with caplog.at_level(logging.ERROR):
+        registered(bridge, "F-NEW")
+    assert "Cannot save the framework id" in caplog.text
+    assert driver.named("reconcileTasks") == [([],)]

@@ -710,3 +710,25 @@ def test_status_server_credential_problems(tmp_path):
     # The password itself has no key of its own: secrets stay out of the file.
     (problem,) = problems_of(MINIMAL + "[http]\npassword = inline\n")
     assert problem.startswith("test.ini: [http] password: unknown key")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("", ""),
+        ("z1:2181/gocd-mesos", "z1:2181/gocd-mesos"),
+        ("z1:2181, z2:2181/gocd/mesos/", "z1:2181,z2:2181/gocd/mesos"),
+    ],
+)
+def test_ha_zookeeper_forms(value, expected):
+    assert load_text(MINIMAL + f"\n[ha]\nzookeeper = {value}\n").ha.zookeeper == expected
+
+
+def test_ha_is_off_by_default():
+    assert load_text(MINIMAL).ha.zookeeper == ""
+
+
+@pytest.mark.parametrize("value", ["z1:2181", "z1/path", "zk://z1:2181/p", "z1:2181,/p", "z1:2181/"])
+def test_bad_ha_zookeeper(value):
+    problems = problems_of(MINIMAL + f"\n[ha]\nzookeeper = {value}\n")
+    assert len(problems) == 1 and problems[0].startswith("test.ini: [ha] zookeeper:")

@@ -21,8 +21,9 @@ for a task killed while still queued), :class:`~actors.messages.TaskLaunched`,
 :class:`~actors.messages.FrameworkDisconnected`,
 :class:`~actors.messages.FrameworkError`.
 
-The framework id is persisted in ``<state dir>/framework_id`` and the bridge
-resubscribes with it, so a restarted daemon gets its running agents back.
+The framework id is persisted in ``<state dir>/framework_id`` (or, with
+``[ha] zookeeper``, in ZooKeeper, shared by every daemon of the election: see
+:mod:`actors.ha`) and the bridge resubscribes with it, so a restarted daemon gets its running agents back.
 After every (re)subscription it reconciles every task it knows (explicitly)
 and then implicitly, to learn of tasks it does not know. It acknowledges an
 update only after forwarding it. It SUPPRESSes offers while nothing is queued
@@ -42,7 +43,7 @@ import inspect
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from actors import state
 from actors.base import BaseActor, Publisher
@@ -74,7 +75,7 @@ from actors.messages import (
     TaskUpdate,
 )
 
-__all__ = ["FRAMEWORK_ID_FILE", "MesosBridge"]
+__all__ = ["FRAMEWORK_ID_FILE", "FrameworkIdFile", "FrameworkIdStore", "MesosBridge"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,39 @@ logger = logging.getLogger(__name__)
 FRAMEWORK_ID_FILE = "framework_id"
 #: Seconds on_stop waits for the driver's thread.
 DRIVER_JOIN_TIMEOUT = 5.0
+
+
+class FrameworkIdStore(Protocol):
+    """Where the bridge keeps the framework id between runs (and, with HA, between daemons)."""
+
+    def read(self) -> str | None:
+        """The saved framework id, None if there is none."""
+
+    def write(self, framework_id: str) -> None:
+        """Save ``framework_id``; raises OSError (or the store's own error) on failure."""
+
+    def remove(self) -> None:
+        """Forget the saved framework id."""
+
+
+class FrameworkIdFile:
+    """The framework id in ``<state dir>/framework_id``: the store of a daemon without HA."""
+
+    def __init__(self, state_dir: str) -> None:
+        #: Path of the file.
+        self.path = os.path.join(state_dir, FRAMEWORK_ID_FILE)
+
+    def read(self) -> str | None:
+        return state.read_text(self.path) or None
+
+    def write(self, framework_id: str) -> None:
+        state.write_text(self.path, framework_id + "\n")
+
+    def remove(self) -> None:
+        state.remove(self.path)
+
+    def __str__(self) -> str:
+        return self.path
 
 
 class MesosBridge(BaseActor):
@@ -99,12 +133,13 @@ class MesosBridge(BaseActor):
         driver_factory: Callable[[Any, dict[str, Any]], Any] | None = None,
         dry_run: bool = False,
         stop_hook: Callable[[str], None] | None = None,
+        framework_ids: FrameworkIdStore | None = None,
     ) -> None:
         super().__init__(stop_hook=stop_hook)
         self._mesos = mesos
         self._agents = agents
         self._profiles = {p.name: p for p in profiles}
-        self._id_file = os.path.join(state_dir, FRAMEWORK_ID_FILE)
+        self._ids: FrameworkIdStore = framework_ids or FrameworkIdFile(state_dir)
         self._clock = clock
         self._publisher = Publisher(subscribers)
         # Built here, in the caller's (main) thread: pymesos must be imported there.
@@ -112,7 +147,7 @@ class MesosBridge(BaseActor):
         self._dry_run = dry_run
         self._driver: Any = None
         #: Framework id, persisted; None until the first subscription.
-        self._framework_id: str | None = state.read_text(self._id_file) or None
+        self._framework_id: str | None = self._ids.read()
         self._connected = False
         self._suppressed = False
         #: Tasks waiting for an offer, in request order (task id -> task).
@@ -368,9 +403,9 @@ class MesosBridge(BaseActor):
         if message.framework_id and message.framework_id != self._framework_id:
             self._framework_id = message.framework_id
             try:
-                state.write_text(self._id_file, message.framework_id + "\n")
-            except OSError as e:
-                logger.error("Cannot save the framework id in %s: %s", self._id_file, e)
+                self._ids.write(message.framework_id)
+            except Exception as e:  # OSError from the file, kazoo's errors from ZooKeeper
+                logger.error("Cannot save the framework id in %s: %s", self._ids, e)
         logger.info(
             "%s with Mesos master %s as framework %s",
             "Re-registered" if message.reregistered else "Registered",
@@ -404,7 +439,10 @@ class MesosBridge(BaseActor):
             self._publisher.publish(FrameworkError(text, fatal=False))
             self._stop_driver()
             self._framework_id = None
-            state.remove(self._id_file)
+            try:
+                self._ids.remove()
+            except Exception as e:
+                logger.error("Cannot forget the framework id in %s: %s", self._ids, e)
             self._connected = False
             self._start_driver()
             return
