@@ -47,6 +47,7 @@ __all__ = [
     "Settings",
     "StateSettings",
     "Volume",
+    "format_value",
     "from_dict",
     "load",
     "loads",
@@ -1014,7 +1015,8 @@ def _convert_profile(name: str, p: Any, path: str, problems: list[str], bad: set
     )
 
 
-def _format_value(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A setting's value as the INI file spells it, a secret masked (``****``)."""
     if isinstance(value, Secret):
         return "****" if value else "(not set)"
     if isinstance(value, bool):
@@ -1036,14 +1038,14 @@ def render(settings: Settings) -> str:
     for section in ("gocd", "mesos", "agents", "judge", "state", "ha", "http", "logging"):
         out.append(f"\n[{section}]")
         for f_ in dataclasses.fields(getattr(settings, section)):
-            out.append(f"{f_.name} = {_format_value(getattr(getattr(settings, section), f_.name))}")
+            out.append(f"{f_.name} = {format_value(getattr(getattr(settings, section), f_.name))}")
     out.append("\n[profiles]")
     for profile in settings.profiles:
         out.append(f"  [[{profile.name}]]")
         for f_ in dataclasses.fields(profile):
             if f_.name in ("name", "env"):
                 continue
-            out.append(f"  {f_.name} = {_format_value(getattr(profile, f_.name))}")
+            out.append(f"  {f_.name} = {format_value(getattr(profile, f_.name))}")
         if profile.env:
             out.append("    [[[env]]]")
             out.extend(f"    {k} = {v}" for k, v in profile.env)

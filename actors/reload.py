@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actors import config
-from actors.config import LoggingSettings, Settings
+from actors.config import LoggingSettings, Settings, format_value
 from actors.exceptions import ConfigError
 
 __all__ = ["RESTART_SECTIONS", "changes", "reload"]
@@ -32,20 +32,10 @@ logger = logging.getLogger(__name__)
 RESTART_SECTIONS = ("gocd", "mesos", "agents", "state", "http")
 
 
-def _shown(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return f"{value:g}"
-    if isinstance(value, tuple):
-        return ", ".join(str(v) for v in value) if value else "(none)"
-    return str(value) if value != "" else "(not set)"
-
-
 def _differences(old: Any, new: Any) -> list[str]:
     """``key old -> new`` for each field of two dataclasses of one kind that differs."""
     return [
-        f"{f.name} {_shown(getattr(old, f.name))} -> {_shown(getattr(new, f.name))}"
+        f"{f.name} {format_value(getattr(old, f.name))} -> {format_value(getattr(new, f.name))}"
         for f in dataclasses.fields(old)
         if getattr(old, f.name) != getattr(new, f.name)
     ]
