@@ -22,37 +22,34 @@ __version__ = "0.1.0"
 from importlib import import_module
 from typing import Any
 
-#: Where each name of the API lives: ``import actors`` loads none of them (the
-#: simulators import ``actors`` for its version and must stay independent of the
-#: daemon), the first use of one loads its module.
-_API = {
-    "Clock": "actors.clock",
-    "ManualClock": "actors.clock",
-    "RealClock": "actors.clock",
-    "ScaledClock": "actors.clock",
-    "Profile": "actors.config",
-    "Settings": "actors.config",
-    "load_settings": "actors.config:load",
-    "ConfigError": "actors.exceptions",
-    "GoCDError": "actors.exceptions",
-    "GocdMesosError": "actors.exceptions",
-    "MesosError": "actors.exceptions",
-    "Exit": "actors.system",
-    "System": "actors.system",
-    "start": "actors.system",
-    "messages": "actors.messages:",
+#: Where each name of the API lives, as (module, attribute; None: the module itself).
+#: ``import actors`` loads none of them (the simulators import ``actors`` for its
+#: version and must stay independent of the daemon); the first use of one loads it.
+_API: dict[str, tuple[str, str | None]] = {
+    "Clock": ("actors.clock", "Clock"),
+    "ManualClock": ("actors.clock", "ManualClock"),
+    "RealClock": ("actors.clock", "RealClock"),
+    "ScaledClock": ("actors.clock", "ScaledClock"),
+    "Profile": ("actors.config", "Profile"),
+    "Settings": ("actors.config", "Settings"),
+    "load_settings": ("actors.config", "load"),
+    "ConfigError": ("actors.exceptions", "ConfigError"),
+    "GoCDError": ("actors.exceptions", "GoCDError"),
+    "GocdMesosError": ("actors.exceptions", "GocdMesosError"),
+    "MesosError": ("actors.exceptions", "MesosError"),
+    "Exit": ("actors.system", "Exit"),
+    "System": ("actors.system", "System"),
+    "start": ("actors.system", "start"),
+    "messages": ("actors.messages", None),
 }
 
 
 def __getattr__(name: str) -> Any:
-    where = _API.get(name)
-    if where is None:
+    if name not in _API:
         raise AttributeError(f"module 'actors' has no attribute {name!r}")
-    module, _, attribute = where.partition(":")
-    if where.endswith(":"):
-        value: Any = import_module(module)
-    else:
-        value = getattr(import_module(module), attribute or name)
+    module_name, attribute = _API[name]
+    module = import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
     globals()[name] = value
     return value
 

@@ -248,6 +248,10 @@ def _parse_record(index: int, raw: Any) -> Record:
     return Record(**values)
 
 
+#: A dotted IPv4 address.
+_IP_RE = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
+
+
 def _host_key(hostname: str) -> str:
     """What a machine's hostname and the name Mesos offers it under have in common: the
     first label of a name, lower-cased (``node7`` and ``Node7.example.com`` are one host),
@@ -256,9 +260,6 @@ def _host_key(hostname: str) -> str:
     if _IP_RE.fullmatch(name) or ":" in name:
         return name
     return name.split(".", 1)[0]
-
-
-_IP_RE = re.compile(r"\d{1,3}(\.\d{1,3}){3}")
 
 
 def _fields(record: Record, event: str, reason: str = "", job: str = "") -> dict[str, str]:
