@@ -1136,7 +1136,8 @@ class AgentRegistry(BaseActor):
                     extra=_fields(record, "drain_waits", job=record.last_job),
                 )
             return
-        if record.state == FleetState.LOST or record.mesos_state in TaskUpdate.TERMINAL:
+        if record.mesos_state in TaskUpdate.TERMINAL:
+            # Its task is gone already (a lost agent's drain): nothing to kill.
             self._after_kill(record)
             return
         self._set(record, FleetState.KILLING)
