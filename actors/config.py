@@ -118,6 +118,11 @@ class GoCDSettings:
     poll_interval: float = 10.0
     #: Upper bound, in seconds, of the poll interval while GoCD is failing.
     max_backoff: float = 300.0
+    #: Where the job backlog is read: ``feed`` (the scheduled-jobs feed, deprecated in GoCD
+    #: 25.4.0), ``dashboard`` (the dashboard, stage instance, pipeline config and template
+    #: APIs; GoCD 20.9.0 or later, group-admin or super-admin for the resources), or ``auto``
+    #: (the feed while GoCD serves it, then the dashboard for good).
+    backlog: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -899,6 +904,7 @@ def _convert(
             timeout=g["timeout"],
             poll_interval=g["poll_interval"],
             max_backoff=max(g["max_backoff"], g["poll_interval"]),
+            backlog=g["backlog"],
         ),
         mesos=MesosSettings(
             masters=m["master"],
