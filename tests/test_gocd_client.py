@@ -181,6 +181,13 @@ def test_deprecation_headers_are_warned_about_once(make_sim, clock, caplog):
     warnings = [r for r in caplog.records if "deprecated" in r.getMessage()]
     assert len(warnings) == 1
     assert "v25.4.0" in warnings[0].getMessage()
+    assert (
+        warnings[0]
+        .getMessage()
+        .endswith(
+            "gocd-mesos reads the backlog from the dashboard once the feed is gone ([gocd] backlog = auto)"
+        )
+    )
 
 
 def test_elastic_profiles_are_read_from_pipeline_configs_and_cached(sim, client, clock):
@@ -639,6 +646,13 @@ def test_stage_jobs_quotes_the_path_and_asks_for_v3(clock):
     (sent,) = adapter.sent
     assert sent.url == "http://gocd.test/go/api/stages/my%20app/12/b%201/2"
     assert sent.headers["Accept"] == "application/vnd.go.cd.v3+json"
+
+
+def test_no_stage_api_is_not_a_missing_stage(clock):
+    text = b"The url you are trying to reach appears to be incorrect."
+    client, _ = _canned_client(clock, 404, text, "text/plain;charset=utf-8")
+    with pytest.raises(GoCDBadResponse, match="no v3 stage instance API here"):
+        client.stage_jobs("app", 1, "build", 1)
 
 
 def test_stage_jobs_500_is_a_server_error(clock):

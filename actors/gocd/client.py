@@ -532,12 +532,24 @@ class GoCDClient:
         ``gocd-api.md`` 9.1), sorted by name as GoCD sends them.
 
         GoCDServerError on a 500, which GoCD <= 25.4 answers for a stage scheduled a moment
-        ago; GoCDNotFound when the pipeline or its run is gone.
+        ago; GoCDNotFound when the pipeline or its run is gone; GoCDBadResponse when GoCD
+        serves no such API (a 404 that is not JSON: GoCD before 20.9.0), so that a missing
+        API is never taken for a stage without jobs.
         """
         path = "/api/stages/" + "/".join(
             quote(str(part), safe="") for part in (pipeline, pipeline_counter, stage, stage_counter)
         )
-        response = self._call("GET", path, accept=vnd(STAGE_API_VERSION))
+        response = self._send("GET", path, accept=vnd(STAGE_API_VERSION))
+        if response.status_code == 404 and "json" not in _content_type(response):
+            self._fail(
+                GoCDBadResponse,
+                "GET",
+                path,
+                404,
+                f"GoCD serves no v{STAGE_API_VERSION} stage instance API here (it came in GoCD 20.9.0; "
+                "check [gocd] url)",
+            )
+        self._check(response, "GET", path)
         try:
             return parse_stage_jobs(self._json("GET", path, response))
         except ValueError as e:
@@ -856,12 +868,19 @@ class GoCDClient:
         deprecated_in = response.headers.get("X-GoCD-API-Deprecated-In")
         if deprecated_in and not self._warned_deprecation:
             self._warned_deprecation = True
+            after = {
+                "auto": (
+                    "gocd-mesos reads the backlog from the dashboard once the feed is gone "
+                    "([gocd] backlog = auto)"
+                ),
+                "feed": "set [gocd] backlog = auto or dashboard before GoCD removes it",
+            }
             logger.warning(
-                "GoCD deprecated its scheduled-jobs feed in %s (removal announced for %s, see %s); "
-                "gocd-mesos has no other way to read the backlog",
+                "GoCD deprecated its scheduled-jobs feed in %s (removal announced for %s, see %s); %s",
                 deprecated_in,
                 response.headers.get("X-GoCD-API-Removal-In", "?"),
                 response.headers.get("X-GoCD-API-Deprecation-Info", "the GoCD changelog"),
+                after.get(self._settings.backlog, "gocd-mesos reads the backlog from the dashboard"),
             )
 
     def _scrub(self, text: str) -> str:
