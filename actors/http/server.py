@@ -9,8 +9,9 @@ built, so a taken port fails in the caller's thread before any actor starts;
 :meth:`~StatusServer.stop` ends it and closes the socket.
 
 Endpoints: ``/healthz`` (200 while every actor of the system is alive),
-``/readyz`` (200 while subscribed to Mesos and GoCD was read within
-``stale_after``), ``/metrics`` (Prometheus text, a registry per server) and
+``/readyz`` (200 while subscribed to Mesos, GoCD was read within
+``stale_after`` and the backlog source saw every waiting job's resources; the
+body names the problems), ``/metrics`` (Prometheus text, a registry per server) and
 ``/status`` (JSON, see :meth:`~actors.http.model.Snapshot.to_json`) and ``/``,
 the status page for people (:mod:`actors.http.page`, ``templates/status.html``).
 With ``[http] username`` and ``password_file`` or ``token_file`` set, every
@@ -192,8 +193,12 @@ class StatusServer:
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         s, now = self._latest, self._clock.now()
-        checks = {"mesos_subscribed": s.mesos_subscribed, "gocd_fresh": s.gocd_fresh(now, self._stale_after)}
-        return all(checks.values()), checks
+        checks = {
+            "mesos_subscribed": s.mesos_subscribed,
+            "gocd_fresh": s.gocd_fresh(now, self._stale_after),
+            "backlog_complete": not s.backlog_problems,
+        }
+        return all(checks.values()), {**checks, "backlog_problems": list(s.backlog_problems)}
 
     def status(self) -> dict[str, Any]:
         return self._latest.to_json(self._clock.now())
