@@ -555,6 +555,15 @@ def test_the_feed_source_reads_the_feed_with_elastic_profiles(gocd):
     assert [e for e, _ in source.timings] == ["scheduled_jobs"]
 
 
+def test_a_feed_that_is_gone_says_what_to_do(gocd):
+    gocd.feed = gone()
+    with pytest.raises(
+        GoCDNotFound, match=r"\[gocd\] backlog = auto or dashboard reads the dashboard"
+    ) as info:
+        FeedSource(gocd).read()
+    assert info.value.status == 404
+
+
 def test_auto_switches_to_the_dashboard_in_the_poll_that_finds_the_feed_gone(gocd, clock, caplog):
     gocd.feed = (FEED_JOB,)
     gocd.dash = one_stage_dashboard()
@@ -592,7 +601,8 @@ def test_auto_does_not_switch_while_the_dashboard_cannot_be_read(gocd, clock, ca
     assert auto.read() == ()
     assert auto.switched
     assert len(gocd.calls_of("feed")) == 2
-    assert sum("serves no scheduled-jobs feed" in r.getMessage() for r in caplog.records) == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "serves no scheduled-jobs feed any more" in warnings[0]
 
 
 def test_auto_keeps_the_feed_on_other_feed_errors(gocd, clock):

@@ -154,10 +154,19 @@ class FeedSource:
 
     def read(self) -> tuple[ScheduledJob, ...]:
         self._reads.start()
-        # One timing for the feed and the pipeline configs it needed, as always.
-        return self._reads.call(
-            "scheduled_jobs", lambda: self._client.with_elastic_profiles(self._client.scheduled_jobs())
-        )
+        try:
+            # One timing for the feed and the pipeline configs it needed, as always.
+            return self._reads.call(
+                "scheduled_jobs", lambda: self._client.with_elastic_profiles(self._client.scheduled_jobs())
+            )
+        except GoCDNotFound as e:
+            raise GoCDNotFound(
+                f"{e}; GoCD serves no scheduled-jobs feed (its Feeds API is deprecated since 25.4.0): "
+                "[gocd] backlog = auto or dashboard reads the dashboard instead",
+                method=e.method,
+                url=e.url,
+                status=e.status,
+            ) from None
 
 
 # --- the dashboard ---------------------------------------------------------------------
