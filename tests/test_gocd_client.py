@@ -211,6 +211,21 @@ def test_elastic_profiles_are_read_from_pipeline_configs_and_cached(sim, client,
     assert len([p for _, p, _ in sim.requests if "/admin/pipelines/" in p]) == 4
 
 
+def test_elastic_profiles_of_a_templated_pipeline_come_from_its_template(sim, client, caplog):
+    """A templated pipeline's config has "stages": null (gocd-api.md 10.1): its jobs are the template's."""
+    sim.define_template(
+        "pods", [{"name": "build", "jobs": [{"name": "pod", "elastic_profile_id": "small-pod"}]}]
+    )
+    sim.define_pipeline("svc", template="pods")
+    sim.trigger_pipeline("svc")
+    with caplog.at_level(logging.WARNING, logger="actors.gocd.client"):
+        (job,) = client.with_elastic_profiles(client.scheduled_jobs())
+    assert (job.locator, job.elastic_profile_id) == ("svc/1/build/1/pod", "small-pod")
+    assert [r for r in caplog.records if "elastic" in r.getMessage()] == []
+    reads = [p for _, p, _ in sim.requests if p.startswith("/go/api/admin/")]
+    assert reads == ["/go/api/admin/pipelines/svc", "/go/api/admin/templates/pods"]
+
+
 def test_elastic_profiles_forbidden_leave_none_and_log_once(make_sim, clock, caplog):
     sim = make_sim(admin=False)
     sim.schedule_jobs("k8s", elastic_profile_id="small-pod")

@@ -362,7 +362,8 @@ def base_job_name(name: str) -> str:
 
 def parse_pipeline_elastic_profiles(payload: Any) -> dict[tuple[str, str], str | None]:
     """``(stage, job)`` (case-folded, as GoCD compares names) to ``elastic_profile_id`` from a
-    pipeline config answer (``GET /go/api/admin/pipelines/:name``, v11)."""
+    pipeline config answer (``GET /go/api/admin/pipelines/:name``, v11) or, for a templated
+    pipeline, its template's (``GET /go/api/admin/templates/:name``, v7: the same stages)."""
     stages = payload.get("stages") if isinstance(payload, Mapping) else None
     if not isinstance(stages, list):
         raise ValueError("no stages list in the pipeline config")
@@ -470,7 +471,8 @@ class GoCDClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def with_elastic_profiles(self, jobs: Iterable[ScheduledJob]) -> tuple[ScheduledJob, ...]:
-        """``jobs`` with ``elastic_profile_id`` set from their pipelines' configs.
+        """``jobs`` with ``elastic_profile_id`` set from their pipelines' configs (a templated
+        pipeline's from its template).
 
         Only jobs without resources can be elastic. Configs are cached for
         :data:`ELASTIC_CACHE_SECONDS`; a config that cannot be read (not an
@@ -497,8 +499,15 @@ class GoCDClient:
         profiles: dict[tuple[str, str], str | None] | None
         try:
             response = self._call("GET", path, accept=vnd(PIPELINE_CONFIG_API_VERSION))
+            payload = self._json("GET", path, response)
+            template = payload.get("template") if isinstance(payload, Mapping) else None
+            if isinstance(template, str) and template:
+                # A templated pipeline's config has "stages": null; its jobs are the template's.
+                path = f"/api/admin/templates/{quote(template, safe='')}"
+                response = self._call("GET", path, accept=vnd(TEMPLATE_API_VERSION))
+                payload = self._json("GET", path, response)
             try:
-                profiles = parse_pipeline_elastic_profiles(self._json("GET", path, response))
+                profiles = parse_pipeline_elastic_profiles(payload)
             except ValueError as e:
                 self._fail(GoCDBadResponse, "GET", path, response.status_code, str(e))
         except GoCDError as e:
