@@ -18,9 +18,12 @@ from actors.gocd.backlog import (
     FeedSource,
     make_backlog,
 )
+from actors.gocd.client import GoCDClient
 from actors.messages import ScheduledJob
+from actors.sim.gocd import GoCDSimulator
 from tests import dashboard_support as d
 from tests.dashboard_support import T0, FakeGoCD
+from tests.gocd_support import PASSWORD, settings
 
 #: The configured base URL; the answers' _links name another host (the proxy's inside).
 CONFIGURED = "https://ci.example.org/go"
@@ -621,3 +624,101 @@ def test_make_backlog(gocd, kind, cls):
     assert isinstance(make_backlog(kind, gocd, ManualClock()), cls)
     with pytest.raises(ValueError, match="not one of: auto, feed, dashboard"):
         make_backlog("xml", gocd, ManualClock())
+
+
+# --- on the simulator, over HTTP ----------------------------------------------------------------
+
+
+@pytest.fixture
+def make_sim(clock):
+    sims = []
+
+    def make(**kw):
+        kw.setdefault("username", "svc")
+        kw.setdefault("password", PASSWORD)
+        sim = GoCDSimulator(clock=clock, **kw)
+        sim.start()
+        sims.append(sim)
+        return sim
+
+    yield make
+    for sim in sims:
+        sim.stop()
+
+
+def client_of(sim, clock) -> GoCDClient:
+    return GoCDClient(settings(sim.url, username="svc", password=PASSWORD), clock=clock)
+
+
+def test_a_user_who_may_not_read_configs_gets_resources_unknown_and_one_warning(make_sim, clock, caplog):
+    sim = make_sim(admin=False, version="26.1.0")
+    sim.schedule_jobs("app", count=2, resources=["linux"])
+    sim.schedule_jobs("web", resources=["linux"])
+    source = DashboardSource(client_of(sim, clock), clock=clock)
+    with caplog.at_level(logging.WARNING, logger="actors.gocd.backlog"):
+        for _ in range(3):
+            jobs = source.read()
+    assert [j.locator for j in jobs] == [
+        "app/1/build/1/job-runInstance-1",
+        "app/1/build/1/job-runInstance-2",
+        "web/1/build/1/job",
+    ]
+    assert all(
+        j.resources == frozenset() and "may not read the config of pipeline" in j.resources_unknown
+        for j in jobs
+    )
+    assert source.problems == tuple(
+        f"user 'svc' may not read the config of pipeline {p} (403): the resources and elastic profiles of its jobs "
+        "are unknown; the dashboard backlog needs a super-admin, or an admin of the pipeline's group"
+        for p in ("app", "web")
+    )
+    assert len([r for r in caplog.records if r.levelno >= logging.WARNING]) == 1
+    # A group admin may: the same jobs, known, once asked again.
+    sim.set_group_permissions("defaultGroup", admin=True)
+    clock.advance(CONFIG_RETRY_SECONDS)
+    jobs = source.read()
+    assert [(j.resources, j.resources_unknown) for j in jobs] == [(frozenset({"linux"}), None)] * 3
+    assert source.problems == ()
+
+
+def test_a_stage_just_scheduled_that_gocd_fails_on_shows_at_the_next_poll(make_sim, clock):
+    """GoCD <= 25.4 answers 500 for a stage with no transition time yet (gocd-api.md 9.1)."""
+    sim = make_sim(version="25.1.0", stage_transition_lag_s=5.0)
+    sim.schedule_jobs("app", resources=["linux"])
+    clock.advance(10)
+    source = DashboardSource(client_of(sim, clock), clock=clock)
+    assert [j.locator for j in source.read()] == ["app/1/build/1/job"]
+    sim.schedule_jobs("app", resources=["linux"])
+    assert [j.locator for j in source.read()] == ["app/1/build/1/job"], (
+        "the new stage: 500, not a failed read"
+    )
+    assert ("GET", "/go/api/stages/app/2/build/1", 500) in sim.requests
+    clock.advance(10)
+    assert [j.locator for j in source.read()] == ["app/1/build/1/job", "app/2/build/1/job"]
+
+
+def test_the_dashboard_warming_up_is_no_backlog_yet(make_sim, clock):
+    sim = make_sim(version="26.1.0", dashboard_warmup_s=30.0)
+    sim.schedule_jobs("app", resources=["linux"])
+    source = DashboardSource(client_of(sim, clock), clock=clock)
+    with pytest.raises(GoCDServerError) as info:
+        source.read()
+    assert info.value.status == 202
+    clock.advance(30)
+    assert [j.locator for j in source.read()] == ["app/1/build/1/job"]
+
+
+def test_auto_on_a_simulator_whose_feed_goes_away(make_sim, clock, caplog):
+    sim = make_sim(version="26.1.0")
+    sim.schedule_jobs("app", count=2, resources=["linux"])
+    auto = make_backlog("auto", client_of(sim, clock), clock)
+    with caplog.at_level(logging.WARNING):
+        before = auto.read()
+        sim.remove_feed()
+        after = auto.read()
+    assert auto.name == "dashboard"
+    assert [(j.locator, j.resources, j.url) for j in after] == [
+        (j.locator, j.resources, j.url) for j in before
+    ]
+    switched = [r for r in caplog.records if "serves no scheduled-jobs feed any more" in r.getMessage()]
+    assert len(switched) == 1
