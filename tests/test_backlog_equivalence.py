@@ -21,8 +21,9 @@ purpose, each for its reason:
    endpoint's ``job_id``); the dashboard source has neither, by design.
 3. Same-millisecond tie-breaks across stages: the feed orders by build id, the
    dashboard by pipeline, counters and stage. The simulator gives every job a
-   later millisecond than the one before (as a real server's clock nearly always
-   does), so no such tie arises here; ``test_backlog.py`` covers the rule.
+   later millisecond than the one before, so no such tie arises here (how often
+   one does on a real server is unconfirmed, ``gocd-api.md`` 11.1);
+   ``test_backlog.py`` covers the dashboard's rule.
 4. Plan versus config drift: no config is edited after a job was scheduled (the
    feed shows the plan, the dashboard source the current config);
    ``tests/test_gocd_sim_pipelines.py`` shows that difference.
