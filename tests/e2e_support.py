@@ -144,11 +144,15 @@ def make_system(
     register_timeout: float = 120.0,
     poll_interval: float = 5.0,
     feed: bool | None = None,
+    gocd_options: dict[str, Any] | None = None,
 ) -> System:
     """Both simulators and the settings of a daemon on them; ``feed`` None follows
-    ``GOCD_MESOS_SIM_NO_FEED``."""
+    ``GOCD_MESOS_SIM_NO_FEED``; ``gocd_options`` go to the GoCD simulator."""
     clock = ScaledClock(scale)
-    gocd = gocd_simulator(clock) if feed is None else gocd_simulator(clock, feed=feed)
+    options = dict(gocd_options or {})
+    if feed is not None:
+        options["feed"] = feed
+    gocd = gocd_simulator(clock, **options)
     gocd_url = gocd.start()
     mesos = MesosSimulator(clock=clock, agents=nodes, cpus=8, mem=16384, heartbeat_interval=5.0)
     mesos_url = mesos.start()

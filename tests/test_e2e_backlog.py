@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 
+import requests
+
 from actors.messages import BacklogSnapshot, GoCDUnavailable, ScalePlan
 from tests.e2e_support import completed, linux
 
@@ -57,3 +59,45 @@ def test_the_feed_removed_mid_run_is_one_warning_and_no_launch_lost_doubled_or_d
     assert after and {r.reason for r in after[0].reasons} <= {"agent-starting", "launching"}
     switched = [(r.levelname, r.name) for r in caplog.records if SWITCHED in r.getMessage()]
     assert switched == [("WARNING", "actors.gocd.backlog")]
+
+
+def test_a_user_who_may_not_read_pipeline_configs_launches_nothing_and_is_not_ready(system, caplog):
+    """The dashboard backlog without the right to read pipeline configs: the jobs wait as
+    resources-unknown (no profile chosen blind), /readyz names the missing permission, and
+    the log says it once."""
+    s = system(feed=False, gocd_options={"admin": False})
+    s.gocd.schedule_jobs("app", count=2, resources=["linux"], duration_s=60)
+    with caplog.at_level(logging.WARNING):
+        s.start_daemon()
+        url = s.daemon.http_url
+        s.events.wait_until(
+            lambda ms: (
+                sum(
+                    isinstance(m, ScalePlan) and [r.reason for r in m.reasons] == ["resources-unknown"] * 2
+                    for m in ms
+                )
+                >= 3
+            ),
+            what="three plans with both jobs resources-unknown",
+        )
+        s.events.wait_until(
+            lambda _: requests.get(url + "readyz", timeout=10).json()["mesos_subscribed"],
+            what="subscribed to Mesos",
+        )
+        ready = requests.get(url + "readyz", timeout=10)
+        s.stop_daemon()
+    assert ready.status_code == 503
+    body = ready.json()
+    assert (body["gocd_fresh"], body["backlog_complete"]) == (True, False)
+    (problem,) = body["backlog_problems"]
+    assert problem == (
+        "user 'admin' may not read the config of pipeline app (403): the resources and elastic profiles of "
+        "its jobs are unknown; the dashboard backlog needs a super-admin, or an admin of the pipeline's group"
+    )
+    plan = next(p for p in s.events.of(ScalePlan) if p.reasons)
+    assert {r.detail for r in plan.reasons} == {problem}
+    assert not any(p.launches for p in s.events.of(ScalePlan))
+    assert s.all_tasks() == []
+    assert [r.getMessage() for r in caplog.records if "may not read the config" in r.getMessage()] == [
+        problem
+    ]
