@@ -704,7 +704,7 @@ def test_a_config_forbidden_is_an_auth_error(clock):
 def test_no_config_api_at_all_is_not_a_missing_pipeline(clock):
     text = b"The url you are trying to reach appears to be incorrect."
     client, _ = _canned_client(clock, 404, text, "text/plain;charset=utf-8")
-    with pytest.raises(GoCDNotFound, match=r"serves no v11 of this API here \(it came in GoCD 20\.8\.0"):
+    with pytest.raises(GoCDBadResponse, match=r"serves no v11 of this API here \(it came in GoCD 20\.8\.0"):
         client.pipeline_config("app")
     missing = b'{"message": "Pipeline with name \'app\' was not found!"}'
     client, _ = _canned_client(clock, 404, missing, "application/vnd.go.cd.v11+json;charset=utf-8")

@@ -549,15 +549,7 @@ class GoCDClient:
             quote(str(part), safe="") for part in (pipeline, pipeline_counter, stage, stage_counter)
         )
         response = self._send("GET", path, accept=vnd(STAGE_API_VERSION))
-        if response.status_code == 404 and "json" not in _content_type(response):
-            self._fail(
-                GoCDBadResponse,
-                "GET",
-                path,
-                404,
-                f"GoCD serves no v{STAGE_API_VERSION} stage instance API here (it came in GoCD 20.9.0; "
-                "check [gocd] url)",
-            )
+        self._served(response, path, f"v{STAGE_API_VERSION} stage instance API", "20.9.0")
         self._check(response, "GET", path)
         try:
             return parse_stage_jobs(self._json("GET", path, response))
@@ -569,8 +561,8 @@ class GoCDClient:
         ``gocd-api.md`` 10.1), or 304 when ``etag`` still matches.
 
         GoCDAuthError (403) unless the user is a super-admin or an admin of the pipeline's
-        group; GoCDNotFound when the pipeline is not in the config, or (a 404 that is not JSON)
-        when GoCD serves no such API version.
+        group; GoCDNotFound when the pipeline is not in the config; GoCDBadResponse when GoCD
+        serves no such API (a 404 that is not JSON).
         """
         path = f"/api/admin/pipelines/{quote(name, safe='')}"
         return self._conditional(path, PIPELINE_CONFIG_API_VERSION, etag, parse_pipeline_config, "20.8.0")
@@ -591,15 +583,21 @@ class GoCDClient:
         response = self._send("GET", path, accept=vnd(version), etag=etag)
         if response.status_code == 304:
             return Fetched(304, None, response.headers.get("ETag") or etag)
+        self._served(response, path, f"v{version} of this API", since)
+        return self._fetched(path, response, parse)
+
+    def _served(self, response: requests.Response, path: str, api: str, since: str) -> None:
+        """GoCDBadResponse when GoCD serves no such API here: a 404 that is not JSON (GoCD's
+        text/plain or HTML page, not its JSON "not found"), never to be taken for a missing
+        agent, stage or pipeline."""
         if response.status_code == 404 and "json" not in _content_type(response):
             self._fail(
-                GoCDNotFound,
+                GoCDBadResponse,
                 "GET",
                 path,
                 404,
-                f"GoCD serves no v{version} of this API here (it came in GoCD {since}; check [gocd] url)",
+                f"GoCD serves no {api} here (it came in GoCD {since}; check [gocd] url)",
             )
-        return self._fetched(path, response, parse)
 
     def _fetched(self, path: str, response: requests.Response, parse: Callable[[Any], T]) -> Fetched[T]:
         self._check(response, "GET", path)
@@ -635,14 +633,7 @@ class GoCDClient:
         """
         path = f"/api/agents/{quote(uuid, safe='')}/job_run_history"
         response = self._send("GET", f"{path}?page_size={JOB_HISTORY_PAGE_SIZE}", accept=vnd(1))
-        if response.status_code == 404 and "json" not in _content_type(response):
-            self._fail(
-                GoCDBadResponse,
-                "GET",
-                path,
-                404,
-                "GoCD serves no agent job run history here (it came in GoCD 19.11.0; check [gocd] url)",
-            )
+        self._served(response, path, "agent job run history", "19.11.0")
         self._check(response, "GET", path)
         try:
             return parse_job_history_total(self._json("GET", path, response))
