@@ -110,30 +110,41 @@ class BacklogSource(Protocol):
         ...
 
 
-class _Reads:
-    """The GoCD reads of one backlog read: each timed, the last one named."""
+class _TimedReads:
+    """What a source says of the GoCD reads of its last backlog read: each timed, the last one
+    named (the :class:`BacklogSource` ``timings`` and ``endpoint``)."""
 
     def __init__(self) -> None:
-        self.timings: list[tuple[str, float]] = []
-        self.endpoint = ""
+        self._timings: list[tuple[str, float]] = []
+        self._endpoint = ""
 
-    def start(self) -> None:
-        self.timings = []
-        self.endpoint = ""
+    @property
+    def timings(self) -> tuple[tuple[str, float], ...]:
+        return tuple(self._timings)
 
-    def call(self, endpoint: str, function: Callable[..., R], *args: Any) -> R:
-        self.endpoint = endpoint
+    @property
+    def endpoint(self) -> str:
+        return self._endpoint
+
+    def _begin(self) -> None:
+        """A backlog read starts: forget the last one's reads."""
+        self._timings = []
+        self._endpoint = ""
+
+    def _call(self, endpoint: str, function: Callable[..., R], *args: Any) -> R:
+        """``function(*args)``, one GoCD read of ``endpoint``, timed (failed or not)."""
+        self._endpoint = endpoint
         started = time.perf_counter()
         try:
             return function(*args)
         finally:
-            self.timings.append((endpoint, time.perf_counter() - started))
+            self._timings.append((endpoint, time.perf_counter() - started))
 
 
 # --- the feed -----------------------------------------------------------------------
 
 
-class FeedSource:
+class FeedSource(_TimedReads):
     """GoCD's scheduled-jobs feed (``gocd-api.md`` 1), with elastic profiles from the
     pipeline configs (:meth:`~actors.gocd.client.GoCDClient.with_elastic_profiles`)."""
 
@@ -141,22 +152,14 @@ class FeedSource:
     problems: tuple[str, ...] = ()
 
     def __init__(self, client: GoCDClient) -> None:
+        super().__init__()
         self._client = client
-        self._reads = _Reads()
-
-    @property
-    def timings(self) -> tuple[tuple[str, float], ...]:
-        return tuple(self._reads.timings)
-
-    @property
-    def endpoint(self) -> str:
-        return self._reads.endpoint
 
     def read(self) -> tuple[ScheduledJob, ...]:
-        self._reads.start()
+        self._begin()
         try:
             # One timing for the feed and the pipeline configs it needed, as always.
-            return self._reads.call(
+            return self._call(
                 "scheduled_jobs", lambda: self._client.with_elastic_profiles(self._client.scheduled_jobs())
             )
         except GoCDNotFound as e:
@@ -182,8 +185,8 @@ class _Config:
     config: PipelineConfig | None = None
     #: Its ETag, for If-None-Match.
     etag: str | None = None
-    #: Why it could not be read: (problem kind, text for operators).
-    problem: tuple[str, str] | None = None
+    #: Why it could not be read, for operators; None when it was.
+    problem: str | None = None
     #: Clock time after which a config that could not be read is asked for again.
     retry_at: float = 0.0
 
@@ -196,8 +199,8 @@ class _Template:
     config: TemplateConfig | None = None
     #: Its ETag, for If-None-Match.
     etag: str | None = None
-    #: Why it could not be read: (problem kind, text for operators).
-    problem: tuple[str, str] | None = None
+    #: Why it could not be read, for operators; None when it was.
+    problem: str | None = None
     #: Clock time after which a template that could not be read is asked for again.
     retry_at: float = 0.0
 
@@ -207,7 +210,7 @@ class _Template:
 #: index in its stage's config, its run-instance number, then its name.
 _SortKey = tuple[float, str, int, str, int, float, int, str]
 #: A waiting job, its sort key, and the problem that left its resources unknown, if any.
-_Entry = tuple[_SortKey, ScheduledJob, "tuple[str, str] | None"]
+_Entry = tuple[_SortKey, ScheduledJob, "str | None"]
 
 
 @dataclass(frozen=True)
@@ -222,11 +225,11 @@ class _JobSpec:
     elastic_profile_id: str | None = None
     #: Why the above are unknown; None when they are known.
     unknown: str | None = None
-    #: (problem kind, text for operators) when the reason is one operators should fix.
-    problem: tuple[str, str] | None = None
+    #: The same, when it is a problem for operators to fix (a permission, a parameter).
+    problem: str | None = None
 
 
-class DashboardSource:
+class DashboardSource(_TimedReads):
     """The feed's list rebuilt from the dashboard, stage instance, pipeline config and template
     APIs (``gocd-api.md`` 11.1).
 
@@ -249,9 +252,9 @@ class DashboardSource:
     name = "dashboard"
 
     def __init__(self, client: GoCDClient, *, clock: Clock) -> None:
+        super().__init__()
         self._client = client
         self._clock = clock
-        self._reads = _Reads()
         self._etag: str | None = None
         self._dashboard: Dashboard | None = None
         self._result: tuple[ScheduledJob, ...] | None = None
@@ -276,16 +279,8 @@ class DashboardSource:
         """The GoCD base URL, ending in ``/go``."""
         return self._client.base_url
 
-    @property
-    def timings(self) -> tuple[tuple[str, float], ...]:
-        return tuple(self._reads.timings)
-
-    @property
-    def endpoint(self) -> str:
-        return self._reads.endpoint
-
     def read(self) -> tuple[ScheduledJob, ...]:
-        self._reads.start()
+        self._begin()
         self._templates_fresh = set()
         dashboard = self._read_dashboard()
         if dashboard is None:
@@ -294,7 +289,7 @@ class DashboardSource:
             return self._result
         updated = {p.name: p.last_updated for p in dashboard.pipelines}
         stages: dict[StageKey, tuple[_Entry, ...]] = {}
-        problems: dict[tuple[str, str], None] = {}
+        problems: list[str] = []
         for key in dashboard.active_stages():
             jobs = self._read_stage(key, problems)
             if jobs is None:
@@ -310,15 +305,15 @@ class DashboardSource:
         self._stages = stages
         self._forget(dashboard)
         entries = sorted(entry for entries in stages.values() for entry in entries)
-        problems.update((problem, None) for _, _, problem in entries if problem is not None)
-        self._problems = tuple(dict.fromkeys(text for _, text in problems))
+        problems.extend(problem for _, _, problem in entries if problem is not None)
+        self._problems = tuple(dict.fromkeys(problems))
         self._result = tuple(job for _, job, _ in entries)
         return self._result
 
     # -- the dashboard --
 
     def _read_dashboard(self) -> Dashboard | None:
-        answer = self._reads.call("dashboard", self._client.dashboard, self._etag)
+        answer = self._call("dashboard", self._client.dashboard, self._etag)
         if answer.status == 202:
             if self._result is None:
                 url = self._client.base_url + "/api/dashboard"
@@ -358,13 +353,11 @@ class DashboardSource:
 
     # -- stages --
 
-    def _read_stage(
-        self, key: StageKey, problems: dict[tuple[str, str], None]
-    ) -> tuple[StageJob, ...] | None:
+    def _read_stage(self, key: StageKey, problems: list[str]) -> tuple[StageJob, ...] | None:
         """The stage's jobs, () when it is gone, or None when GoCD failed on it this time (500)."""
         args = (key.pipeline, key.pipeline_counter, key.stage, key.stage_counter)
         try:
-            jobs = self._reads.call("stage", self._client.stage_jobs, *args)
+            jobs = self._call("stage", self._client.stage_jobs, *args)
         except GoCDServerError as e:
             if e.status != 500:
                 raise
@@ -387,7 +380,7 @@ class DashboardSource:
                 raise
             who = self._client.who()
             text = f"{who} may not view pipeline {key.pipeline} (403): its waiting jobs are not seen"
-            problems[("stage-403", text)] = None
+            problems.append(text)
             self._log_once(f"stage-403:{key.pipeline}", text)
             return ()
         self._stage_failures.pop(key, None)
@@ -436,14 +429,14 @@ class DashboardSource:
         """What the current config says of job ``job_name`` of the stage run ``key``."""
         entry, revalidated = self._config(key.pipeline, updated)
         if entry.problem is not None:
-            return _JobSpec(unknown=entry.problem[1], problem=entry.problem)
+            return _JobSpec(unknown=entry.problem, problem=entry.problem)
         assert entry.config is not None
         config = entry.config
         stages = config.stages
         if config.template is not None:
             template = self._template(config.template, revalidated)
             if template.problem is not None:
-                return _JobSpec(unknown=template.problem[1], problem=template.problem)
+                return _JobSpec(unknown=template.problem, problem=template.problem)
             assert template.config is not None
             stages = template.config.stages
         stage = _stage_config(stages or (), key.stage)
@@ -463,7 +456,7 @@ class DashboardSource:
         except ValueError as e:
             text = f"pipeline {key.pipeline}, job {job.name}: {e}"
             self._log_once(f"param:{text}", f"Resources unknown: {text}")
-            return _JobSpec(order=order, unknown=text, problem=("param", text))
+            return _JobSpec(order=order, unknown=text, problem=text)
         return _JobSpec(
             order=order, resources=frozenset(r for r in resources if r), elastic_profile_id=elastic or None
         )
@@ -482,7 +475,7 @@ class DashboardSource:
             return cached, False
         etag = cached.etag if cached is not None and cached.config is not None else None
         try:
-            answer = self._reads.call("pipeline_config", self._client.pipeline_config, pipeline, etag)
+            answer = self._call("pipeline_config", self._client.pipeline_config, pipeline, etag)
         except (GoCDAuthError, GoCDNotFound) as e:
             if isinstance(e, GoCDAuthError) and e.status != 403:
                 raise
@@ -502,17 +495,17 @@ class DashboardSource:
         self._configs[pipeline] = entry
         return entry, True
 
-    def _config_problem(self, pipeline: str, error: GoCDError) -> tuple[str, str]:
+    def _config_problem(self, pipeline: str, error: GoCDError) -> str:
         if isinstance(error, GoCDAuthError):
             text = (
                 f"{self._client.who()} may not read the config of pipeline {pipeline} (403): the resources "
                 f"and elastic profiles of its jobs are unknown; the dashboard backlog needs {NEEDS_CONFIG}"
             )
             self._log_once("config-403", text)
-            return ("config-403", text)
+            return text
         text = f"cannot read the config of pipeline {pipeline}: {error}"
         self._log_once(f"config-404:{pipeline}", text)
-        return ("config-404", text)
+        return text
 
     def _template(self, name: str, revalidate: bool) -> _Template:
         """The template: the cached one, unless a pipeline using it was just (re)read
@@ -529,7 +522,7 @@ class DashboardSource:
         etag = cached.etag if cached is not None and cached.config is not None else None
         self._templates_fresh.add(name)
         try:
-            answer = self._reads.call("template", self._client.template_config, name, etag)
+            answer = self._call("template", self._client.template_config, name, etag)
         except (GoCDAuthError, GoCDNotFound) as e:
             if isinstance(e, GoCDAuthError) and e.status != 403:
                 raise
@@ -545,7 +538,7 @@ class DashboardSource:
         self._templates[name] = entry
         return entry
 
-    def _template_problem(self, name: str, error: GoCDError) -> tuple[str, str]:
+    def _template_problem(self, name: str, error: GoCDError) -> str:
         if isinstance(error, GoCDAuthError):
             text = (
                 f"{self._client.who()} may not read template {name} (403): the resources and elastic "
@@ -553,10 +546,10 @@ class DashboardSource:
                 f"{NEEDS_TEMPLATE}"
             )
             self._log_once("template-403", text)
-            return ("template-403", text)
+            return text
         text = f"cannot read template {name}: {error}"
         self._log_once(f"template-404:{name}", text)
-        return ("template-404", text)
+        return text
 
     def _log_once(self, key: str, text: str) -> None:
         if key not in self._logged:
