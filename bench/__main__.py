@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import scale
+from bench import reaction, scale
 
 __all__ = ["SECTIONS", "main", "table"]
 
@@ -51,7 +51,36 @@ def _scale_rows(r: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def _burst_rows(r: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for name in ("burst", "big_burst"):
+        b = r[name]
+        goal = "within 2 poll cycles" if name == "burst" else "max_launch_per_cycle 100 per cycle"
+        rows.append(
+            [
+                f"{b['jobs']:,} jobs at once -> {b['jobs']:,} LAUNCHes",
+                f"{b['seconds_to_launches']:.1f} s, {b['backlog_reads_to_launches']} backlog reads",
+                goal,
+            ]
+        )
+        rows.append([f"{b['jobs']:,} jobs at once -> all assigned", f"{b['seconds_to_assigned']:.1f} s", ""])
+    return rows
+
+
+def _resources_rows(r: dict[str, Any]) -> list[list[str]]:
+    return [
+        [f"daemon idle CPU (over {r['idle_seconds']:.0f} s)", f"{r['idle_cpu_percent']:.2f} %", "<= 1 %"],
+        [
+            "daemon resident memory, idle",
+            f"{r['rss_mb']:.0f} MB (peak {r['peak_rss_mb']:.0f} MB)",
+            "<= 100 MB",
+        ],
+    ]
+
+
 SECTIONS["scale"] = (scale.run, _scale_rows)
+SECTIONS["burst"] = (reaction.burst, _burst_rows)
+SECTIONS["resources"] = (reaction.resources, _resources_rows)
 
 
 def table(rows: list[list[str]]) -> str:
