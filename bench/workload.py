@@ -159,8 +159,9 @@ def generate(
     return Trace(tuple(defs), tuple(runs), length, starts)
 
 
-def static_waits(trace: Trace, fleet: Mapping[str, int]) -> list[tuple[float, int]]:
-    """(wait seconds, stage index) of every job of ``trace`` on a static ``fleet`` (see the module)."""
+def static_waits(trace: Trace, fleet: Mapping[str, int]) -> list[tuple[float, int, str]]:
+    """(wait seconds, stage index, profile) of every job of ``trace`` on a static ``fleet`` (see
+    the module), in the order they started."""
     # Events: (time, seq, kind, payload). Kinds: 0 stage scheduled, 1 job done.
     seq = 0
     events: list[tuple[float, int, int, tuple[int, int]]] = []
@@ -170,7 +171,7 @@ def static_waits(trace: Trace, fleet: Mapping[str, int]) -> list[tuple[float, in
     free = {name: fleet.get(name, 0) for name in PROFILES}
     queues: dict[str, list[tuple[float, int, int, int, int]]] = {name: [] for name in PROFILES}
     left: dict[tuple[int, int], int] = {}
-    waits: list[tuple[float, int]] = []
+    waits: list[tuple[float, int, str]] = []
     heapq.heapify(events)
 
     def start_jobs(now: float, profile: str) -> None:
@@ -179,7 +180,7 @@ def static_waits(trace: Trace, fleet: Mapping[str, int]) -> list[tuple[float, in
         while free[profile] and queue:
             scheduled_at, _, r, s, j = heapq.heappop(queue)
             free[profile] -= 1
-            waits.append((now - scheduled_at, s))
+            waits.append((now - scheduled_at, s, profile))
             duration = trace.runs[r].durations[s][j]
             heapq.heappush(events, (now + duration, seq, 1, (r, s * 1000 + j)))
             seq += 1

@@ -25,11 +25,12 @@ def test_the_day_peaks_in_working_hours_and_has_its_shapes():
 
 def test_a_bigger_static_fleet_never_waits_longer_and_a_huge_one_never_waits():
     trace = generate(pipelines=12, peak_per_hour=12, hours=6, start_hour=8)
-    small = sorted(w for w, _ in static_waits(trace, dict.fromkeys(PROFILES, 2)))
-    large = sorted(w for w, _ in static_waits(trace, dict.fromkeys(PROFILES, 6)))
+    small = sorted(w for w, _, _ in static_waits(trace, dict.fromkeys(PROFILES, 2)))
+    large = sorted(w for w, _, _ in static_waits(trace, dict.fromkeys(PROFILES, 6)))
     huge = static_waits(trace, dict.fromkeys(PROFILES, 500))
     assert len(small) == len(large) == len(huge) == trace.jobs
     assert small[-1] > large[-1] and sum(small) > sum(large)
-    assert all(w == 0 for w, _ in huge)
+    assert all(w == 0 for w, _, _ in huge)
     # Later stages are scheduled after earlier ones finished: stage indexes 0..3.
-    assert {s for _, s in huge} <= {0, 1, 2, 3} and any(s > 0 for _, s in huge)
+    assert {s for _, s, _ in huge} <= {0, 1, 2, 3} and any(s > 0 for _, s, _ in huge)
+    assert {p for _, _, p in huge} <= set(PROFILES)
