@@ -524,16 +524,33 @@ class GoCDSimulator:
 
     def run_stage(self, pipeline: str, counter: int, stage: str, *, by: str = "admin") -> list[str]:
         """Schedule ``stage`` in instance ``counter`` of ``pipeline``, as a user running it: a manual
-        stage's approval, or a re-run (the next stage counter). Returns the locators."""
+        stage's approval, or a re-run (the next stage counter). Returns the locators.
+
+        GoCD's checks (``SchedulingCheckerService.canScheduleStage``) raise ValueError: a paused
+        pipeline, a stage still running, a previous stage that has not run, or one that has not
+        passed when this stage allows only on success.
+        """
         with self._cond:
             config = self._config.pipeline(pipeline)
             run = self._run(config.name, counter)
-            stage_config = self._config.stage(config, stage)
-            if stage_config is None:
+            stages = self._config.stages(config)
+            names = [s.name.lower() for s in stages]
+            if stage.lower() not in names:
                 raise ValueError(f"pipeline {config.name!r} has no stage {stage!r}")
+            stage_config = stages[names.index(stage.lower())]
+            if config.name.lower() in self._paused:
+                raise ValueError(f"pipeline {config.name!r} is paused")
             latest = run.latest(stage_config.name)
             if latest is not None and not latest.completed:
                 raise ValueError(f"stage {latest.locator} is still running")
+            if names.index(stage.lower()) > 0:
+                previous = run.latest(stages[names.index(stage.lower()) - 1].name)
+                if previous is None:
+                    raise ValueError(
+                        f"the stage before {stage_config.name!r} has not run in {run.name}/{counter}"
+                    )
+                if stage_config.allow_only_on_success and previous.result != "Passed":
+                    raise ValueError(f"stage {previous.locator} has not passed ({previous.result})")
             scheduled = self._schedule_stage(run, stage_config, by)
             self._cond.notify_all()
         return [j.locator for j in scheduled.jobs]
@@ -939,8 +956,11 @@ class GoCDSimulator:
     def _move_to_environment(self, pipeline: str, environment: str | None) -> None:
         """Move a pipeline between environments; its jobs' environment follows (the feed and
         assignment read the current config)."""
+        before = self._config.environment_of(pipeline)
         self._config.move(pipeline, environment)
         env = self._config.environment_of(pipeline)
+        if env is before:
+            return
         for job in self._jobs:
             if job.pipeline.lower() == pipeline.lower():
                 job.environment = env.name if env else None
