@@ -483,11 +483,10 @@ class GoCDSimulator:
         """Define (or redefine) pipeline ``name`` in ``group``: its own ``stages`` or a ``template``,
         ``parameters`` for ``#{param}`` references, and the ``environment`` it is in (None: none).
 
-        Raises ValueError for a config GoCD would refuse (unknown template, an
-        undefined parameter, both or neither of stages and template, a pipeline
-        in another group of another name's case). Redefining a pipeline cancels
-        its scheduled jobs whose stage or job the new config lacks
-        (``BuildAssignmentService.onConfigChange``).
+        Raises ValueError for a config GoCD would refuse (an unknown template,
+        an undefined parameter, both or neither of stages and template).
+        Redefining a pipeline cancels its scheduled jobs whose stage or job the
+        new config lacks (``BuildAssignmentService.onConfigChange``).
         """
         config = PipelineConfig(
             name=name,
@@ -556,13 +555,15 @@ class GoCDSimulator:
         return [j.locator for j in scheduled.jobs]
 
     def cancel_stage(self, pipeline: str, counter: int, stage: str, *, by: str = "admin") -> None:
-        """Cancel the latest run of ``stage`` in instance ``counter``: every job not yet completed
-        ends ``Cancelled`` (an agent building one is told so at its next report)."""
+        """Cancel the latest run of ``stage`` in instance ``counter`` (if it is still running): every
+        job not yet completed ends ``Cancelled`` (an agent building one is told so at its next report)."""
         with self._cond:
             run = self._run(self._config.pipeline(pipeline).name, counter)
             target = next((s for s in reversed(run.stages) if s.name.lower() == stage.lower()), None)
             if target is None:
                 raise ValueError(f"stage {stage!r} has not run in {run.name}/{counter}")
+            if target.completed:
+                return  # GoCD: nothing to cancel
             now = self.clock.now()
             for job in target.live_jobs:
                 if job.state in ("scheduled", "building"):
