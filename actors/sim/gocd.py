@@ -253,6 +253,8 @@ class _Agent:
     job: str | None = None
     #: (config state, agent state, build state) last sent in an agent-status notification.
     notified: tuple[str, str, str] | None = None
+    #: Clock time it first became Enabled (auto-registered, approved or added so); None before.
+    registered_at: float | None = None
 
 
 @dataclass
@@ -736,6 +738,7 @@ class GoCDSimulator:
                         "build_state": self._build_state(a, now),
                         "resources": sorted(a.resources),
                         "environments": sorted(a.environments),
+                        "registered_at": a.registered_at,
                     }
                     for a in self._agents.values()
                 ],
@@ -813,6 +816,7 @@ class GoCDSimulator:
                 sandbox="/go-working-dir",
                 operating_system="Linux",
                 agent_version=self.version,
+                registered_at=None if config_state == "Pending" else self.clock.now(),
                 last_heard=self.clock.now(),
             )
             self._agents[agent.uuid] = agent
@@ -1705,6 +1709,8 @@ class GoCDSimulator:
         if agent.config_state != state:
             logger.info("Agent %s is now %s", agent.hostname, state)
         agent.config_state = state
+        if state == "Enabled" and agent.registered_at is None:
+            agent.registered_at = now
 
     def _bulk_patch(self, body: dict[str, Any], ctype: str) -> _Response:
         uuids = body.get("uuids")
@@ -1933,6 +1939,7 @@ class GoCDSimulator:
                 config_state="Enabled",
                 resources=sorted(_csv(form["agentAutoRegisterResources"])),
                 environments=sorted(_csv(form["agentAutoRegisterEnvironments"])),
+                registered_at=now,
             )
             self._agents[uuid] = agent
             logger.info("Agent %s auto-registered (Enabled)", hostname)
