@@ -26,12 +26,14 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from actors import __version__, config
+from actors.clock import RealClock
 from actors.exceptions import ConfigError, GocdMesosError
 from actors.reload import reload
-from actors.system import System, start
+from actors.system import System, make_status_server, start
 
 if TYPE_CHECKING:
     from actors.ha import Leadership
+    from actors.http.server import StatusServer
 
 __all__ = ["LOG_FIELDS", "JsonFormatter", "main", "parse_args", "setup_logging"]
 
@@ -239,24 +241,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as e:
             logger.error("[state] dir %s is not writable: %s", settings.state.dir, e.strerror or e)
             return 1
+    status_server: StatusServer | None = None
     if settings.ha.zookeeper and not args.dry_run:
         # Only the leader starts a system; see actors.ha for why a leader that
         # loses ZooKeeper exits (status 1, systemd restarts it) instead of waiting.
+        # The status server serves from the start, so a standby shows as one.
         from actors.ha import Leadership
 
-        leadership = Leadership(settings.ha.zookeeper)
+        try:
+            status_server = make_status_server(settings, RealClock())
+        except GocdMesosError:
+            return 1  # logged
+        status_server.start()
+        leadership = Leadership(settings.ha.zookeeper, listeners=(status_server.tell,))
         try:
             if not leadership.campaign():
                 leadership.close()
+                status_server.stop()
                 return 0
         except GocdMesosError as e:
             logger.error("%s", e)
             leadership.close()
+            status_server.stop()
             return 1
     try:
         running.append(
             start(
-                settings, dry_run=args.dry_run, framework_ids=leadership.framework_ids if leadership else None
+                settings,
+                dry_run=args.dry_run,
+                framework_ids=leadership.framework_ids if leadership else None,
+                status_server=status_server,
             )
         )
     except GocdMesosError:

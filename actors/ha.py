@@ -26,8 +26,11 @@ Writes of the framework id are fenced: they are a ZooKeeper transaction that
 checks the writer's lock node still exists.
 
 Published (to the callables given as ``listeners``):
-:class:`~actors.messages.LeadershipChanged` when this daemon becomes the
-leader and when it stops leading.
+:class:`~actors.messages.LeadershipChanged` when this daemon queues as a
+standby, when its connection to ZooKeeper breaks or comes back while a standby,
+when it becomes the leader and when it stops leading. The CLI makes the status
+server before campaigning and listens with it, so a standby serves ``/status``,
+``/metrics`` and ``/readyz`` as a standby.
 """
 
 from __future__ import annotations
@@ -128,6 +131,7 @@ class Leadership:
             self.identifier,
             f" (leader now: {holders[0]})" if holders else "",
         )
+        self._publish(False)
         if self._cancelled:
             return False
         try:
@@ -180,7 +184,11 @@ class Leadership:
 
     def _state_changed(self, state: str) -> None:
         # Runs on kazoo's connection thread: must not block or call ZooKeeper.
-        if state in ("SUSPENDED", "LOST") and self._leading:
+        if not self._leading:
+            if not self._cancelled:
+                self._publish(False, connected=state == "CONNECTED")
+            return
+        if state in ("SUSPENDED", "LOST"):
             self._stop_leading(
                 "lost the ZooKeeper session: no longer sure to lead"
                 if state == "LOST"
@@ -201,8 +209,8 @@ class Leadership:
             on_lost(reason)
         return True
 
-    def _publish(self, leader: bool) -> None:
-        message = LeadershipChanged(leader=leader, since=self._clock.now())
+    def _publish(self, leader: bool, *, connected: bool = True) -> None:
+        message = LeadershipChanged(leader=leader, since=self._clock.now(), zookeeper_connected=connected)
         for listener in self._listeners:
             try:
                 listener(message)

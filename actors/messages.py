@@ -484,16 +484,21 @@ class FrameworkDisconnected:
 
 @dataclass(frozen=True)
 class LeadershipChanged:
-    """With ``[ha]``: this daemon became the leader of its ZooKeeper election, or stopped leading.
+    """With ``[ha]``: where this daemon stands in its ZooKeeper election.
 
-    Told by :class:`actors.ha.Leadership` to its listeners. A daemon that stops
-    leading stops its system at once and exits (non-zero) to queue again.
+    Told by :class:`actors.ha.Leadership` to its listeners when the daemon joins
+    the election as a standby, when it becomes the leader, when it stops
+    leading, and while a standby when its ZooKeeper connection breaks or comes
+    back. A daemon that stops leading stops its system at once and exits
+    (non-zero) to queue again.
     """
 
-    #: True when this daemon now leads (and starts acting), False when it stopped.
+    #: True when this daemon now leads (and starts acting), False while it does not.
     leader: bool
     #: Clock time of the change.
     since: float
+    #: Whether the ZooKeeper connection is up; a standby without it could not take over.
+    zookeeper_connected: bool = True
 
 
 @dataclass(frozen=True)

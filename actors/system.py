@@ -39,9 +39,10 @@ from actors.exceptions import GocdMesosError
 
 if TYPE_CHECKING:
     from actors.fleet.judge import Policy, PolicyFunction
+    from actors.http.server import StatusServer
     from actors.mesos.bridge import FrameworkIdStore
 
-__all__ = ["ActorSpec", "Exit", "Listener", "System", "build_actors", "run", "start"]
+__all__ = ["ActorSpec", "Exit", "Listener", "System", "build_actors", "make_status_server", "run", "start"]
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +171,7 @@ def start(
     start_timeout: float = 10.0,
     http: bool = True,
     framework_ids: FrameworkIdStore | None = None,
+    status_server: StatusServer | None = None,
 ) -> System:
     """Start a system on ``settings`` and return its handle once every actor answers.
 
@@ -181,35 +183,26 @@ def start(
     nothing anywhere; ``http=False`` leaves out the status server that otherwise
     serves on ``[http] listen`` (port 0 picks a free port: see :attr:`System.http_url`);
     ``framework_ids`` replaces the framework id file (the HA leader passes its ZooKeeper
-    store, see :mod:`actors.ha`).
+    store, see :mod:`actors.ha`); ``status_server`` is a server made beforehand with
+    :func:`make_status_server` (an HA standby's, serving while it waits to lead) for the
+    system to serve through and stop with it, instead of one of its own.
     Raises :class:`~actors.exceptions.GocdMesosError` if the system could not start
     (it is stopped again, and the reason logged).
     """
     clock = clock or RealClock()
     system = System()
-    if http:
-        # Bound before any actor starts, so a taken port fails first; subscribed before the
-        # first message is published; serving once the actors run.
-        from actors.http.server import StatusServer
-
+    if status_server is None and http:
         try:
-            server = StatusServer(
-                host=settings.http.host,
-                port=settings.http.port,
-                clock=clock,
-                profiles=settings.profiles,
-                stale_after=settings.judge.stale_after,
-                username=settings.http.username,
-                password=settings.http.password,
-                token=settings.http.token,
-                alive=lambda: {name: ref.is_alive() for name, ref in system.refs.items()},
-            )
-        except GocdMesosError as e:
-            logger.error("%s", e)
+            status_server = make_status_server(settings, clock)
+        except GocdMesosError:
             system.stop()
             raise
-        system.subscribe(server.listener)
-        system.http_server = server
+    if status_server is not None:
+        # Bound before any actor starts, so a taken port fails first; subscribed before the
+        # first message is published; serving once the actors run.
+        status_server.watch(lambda: {name: ref.is_alive() for name, ref in system.refs.items()})
+        system.subscribe(status_server.listener)
+        system.http_server = status_server
     for listener in listeners:
         system.subscribe(listener)
     specs = build_actors(
@@ -226,6 +219,29 @@ def start(
     if system.http_server is not None:
         system.http_server.start()
     return system
+
+
+def make_status_server(settings: Settings, clock: Clock) -> StatusServer:
+    """A status server bound to ``[http] listen``, not serving yet (see :func:`start`).
+
+    Raises :class:`~actors.exceptions.GocdMesosError` (logged) if the address cannot be bound.
+    """
+    from actors.http.server import StatusServer
+
+    try:
+        return StatusServer(
+            host=settings.http.host,
+            port=settings.http.port,
+            clock=clock,
+            profiles=settings.profiles,
+            stale_after=settings.judge.stale_after,
+            username=settings.http.username,
+            password=settings.http.password,
+            token=settings.http.token,
+        )
+    except GocdMesosError as e:
+        logger.error("%s", e)
+        raise
 
 
 def run(

@@ -223,22 +223,26 @@ def test_stages_run_in_sequence_a_manual_stage_waits_a_failure_stops(sim):
         ("test", "1", "Passed", "auto"),
         ("deploy", "1", "Unknown", "manual"),
     ]
+    sim.trigger_pipeline("app")
+    with pytest.raises(ValueError, match="has not run"):
+        sim.run_stage("app", 2, "deploy")  # GoCD's PreviousStageNotRan
+    sim.cancel_stage("app", 2, "build")
     assert sim.run_stage("app", 1, "deploy", by="alice") == ["app/1/deploy/1/ship"]
     deploy = stage_api(sim, "app/1/deploy/1").json()
     assert (deploy["approval_type"], deploy["approved_by"]) == ("manual", "alice")
     run(sim, "u1")
     # A re-run is the next stage counter; the dashboard shows the latest run only.
     assert sim.run_stage("app", 1, "build") == ["app/1/build/2/compile"]
-    stages = dashboard(sim).json()["_embedded"]["pipelines"][0]["_embedded"]["instances"][0]["_embedded"][
-        "stages"
-    ]
+    instances = dashboard(sim).json()["_embedded"]["pipelines"][0]["_embedded"]["instances"]
+    assert [i["counter"] for i in instances] == [2, 1]  # the newest, and the active one
+    stages = instances[1]["_embedded"]["stages"]
     assert (stages[0]["name"], stages[0]["counter"], stages[0]["status"]) == ("build", "2", "Building")
     sim.cancel_stage("app", 1, "build")
 
     sim.trigger_pipeline("app")
     run(sim, "u1", result="Failed")
-    assert stage_api(sim, "app/2/build/1").json()["result"] == "Failed"
-    assert stage_api(sim, "app/2/test/1").status_code == 500  # never ran: GoCD 25.1's NullStage NPE
+    assert stage_api(sim, "app/3/build/1").json()["result"] == "Failed"
+    assert stage_api(sim, "app/3/test/1").status_code == 500  # never ran: GoCD 25.1's NullStage NPE
     assert remoting(sim, "u1", "get_work").json() == {"work": None}
 
 

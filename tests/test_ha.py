@@ -50,16 +50,30 @@ def campaign_in_thread(elector: Leadership) -> threading.Thread:
 
 def test_of_two_electors_one_leads_and_the_other_takes_over_when_it_leaves(zk_path, electors):
     changes: list[LeadershipChanged] = []
+    b_changes: list[LeadershipChanged] = []
     a = electors(zk_path, "a", listeners=(changes.append,))
-    b = electors(zk_path, "b")
+    b = electors(zk_path, "b", listeners=(b_changes.append,))
     assert a.campaign() and a.leader
     waiting = campaign_in_thread(b)
     waiting.join(1.0)
     assert waiting.is_alive() and not b.leader  # queued behind a
+    # b told its listeners it is a healthy standby (a status server shows it as one).
+    assert [(c.leader, c.zookeeper_connected) for c in b_changes] == [(False, True)]
     a.close()
     waiting.join(10)
     assert b.leader and not a.leader
-    assert [c.leader for c in changes] == [True, False]
+    # a queued (standby), led, and gave up leading; b led after standing by.
+    assert [c.leader for c in changes] == [False, True, False]
+    assert [c.leader for c in b_changes] == [False, True]
+
+
+def test_a_standby_tells_when_its_zookeeper_connection_breaks_and_comes_back(zk_path, electors):
+    changes: list[LeadershipChanged] = []
+    standby = electors(zk_path, "s", listeners=(changes.append,))
+    # Kazoo's connection thread calls this listener; a standby reports, never acts.
+    standby._state_changed("SUSPENDED")
+    standby._state_changed("CONNECTED")
+    assert [(c.leader, c.zookeeper_connected) for c in changes] == [(False, False), (False, True)]
 
 
 def test_a_cancelled_campaign_returns_false(zk_path, electors):
@@ -169,8 +183,12 @@ def test_a_zookeeper_restart_stops_the_leader_and_never_lets_two_act(tmp_path, e
         deadline = time.monotonic() + 15
         while not b.leader and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert b.leader and b_changes[0].leader
-        assert b_changes[0].since > log[-1][0]  # b acts only after a stopped
+        assert b.leader
+        led = [c for c in b_changes if c.leader]
+        assert len(led) == 1 and led[0].since > log[-1][0]  # b acts only after a stopped
+        # While it stood by, b told its status server that ZooKeeper went away and came back.
+        standby = [c.zookeeper_connected for c in b_changes if not c.leader]
+        assert False in standby and standby[-1] is True
         seen: list[str] = []
         a.watch(seen.append)  # a watch after the loss is told at once
         assert seen and "suspended" in seen[0]

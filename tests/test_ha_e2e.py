@@ -8,12 +8,16 @@ simulators run at real speed here, as the daemons do.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -91,6 +95,17 @@ class Daemon:
     def log(self) -> str:
         return "".join(self.lines)
 
+    def get(self, path: str) -> tuple[int, str]:
+        """(status, body) of a GET on this daemon's status server (its URL from its log)."""
+        wait(lambda: "Status server listening on" in self.log, 30, "the status server")
+        url = re.search(r"Status server listening on (http://\S+/)", self.log)
+        assert url is not None
+        try:
+            with urllib.request.urlopen(url.group(1) + path.lstrip("/"), timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -144,6 +159,18 @@ def test_the_standby_takes_over_a_killed_leader_without_a_duplicate_or_lost_agen
     wait(lambda: len(tasks_of(mesos)) >= 1, 30, "the leader launching")
     (framework,) = mesos.state()["frameworks"]
     assert not second.leading.is_set() and "Subscribing to Mesos" not in second.log  # only one acts
+    # The standby serves its status as a standby; the leader as the leader.
+    status, body = second.get("/status")
+    assert status == 200 and json.loads(body)["ha"] == {
+        "role": "standby",
+        "enabled": True,
+        "zookeeper_connected": True,
+    }
+    status, body = second.get("/readyz")
+    assert status == 200 and json.loads(body)["standby"] is True
+    assert "gocd_mesos_leader 0.0" in second.get("/metrics")[1]
+    assert "gocd_mesos_leader 1.0" in first.get("/metrics")[1]
+    assert json.loads(first.get("/status")[1])["ha"]["role"] == "leader"
 
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait(10)
@@ -161,6 +188,11 @@ def test_the_standby_takes_over_a_killed_leader_without_a_duplicate_or_lost_agen
     ours = [a for a in gocd.state()["agents"] if a["hostname"].startswith(PREFIX)]
     assert len(ours) == JOBS  # none orphaned: each task is a registered agent building
     wait(lambda: f"framework id {framework['id']}" in second.log, 10, "the standby's subscription logged")
+    # The same status server now serves the leader it has become.
+    assert "gocd_mesos_leader 1.0" in second.get("/metrics")[1]
+    wait(lambda: second.get("/readyz")[0] == 200, 30, "the new leader ready")
+    assert json.loads(second.get("/readyz")[1])["leader"] is True
+    assert json.loads(second.get("/status")[1])["mesos"]["framework_id"] == framework["id"]
 
 
 def test_a_zookeeper_restart_never_lets_two_daemons_act(world, tmp_path):

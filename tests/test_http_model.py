@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 
 from actors.config import Profile
@@ -9,16 +11,20 @@ from actors.fleet.states import FleetState
 from actors.http.model import PLANS_KEPT, WINDOW, StatusModel
 from actors.messages import (
     BacklogSnapshot,
+    BuildDetails,
     FleetAgent,
     FleetChanged,
     FleetView,
     FrameworkDisconnected,
     FrameworkRegistered,
+    GoAgent,
     GoCDUnavailable,
     JobReason,
+    LeadershipChanged,
     ProfileBackoff,
     ScalePlan,
     ScheduledJob,
+    TaskLaunched,
 )
 
 LINUX = Profile(name="linux", image="img", min=1, max=5)
@@ -197,3 +203,81 @@ def test_a_histogram_counts_each_observation_in_its_bucket():
     assert cumulative["0.005"] == 1 and cumulative["0.25"] == 1 and cumulative["0.5"] == 2
     assert cumulative[str(BUCKETS[-1])] == 2 and cumulative["+Inf"] == 3
     assert h.total == 60.304
+
+
+def building(locator: str) -> GoAgent:
+    url = f"http://gocd/go/tab/build/detail/{quote(locator)}"
+    pipeline, _, stage, _, name = locator.split("/")
+    return GoAgent(
+        uuid=f"u-{locator}",
+        hostname="h",
+        config_state="Enabled",
+        agent_state="Building",
+        build_state="Building",
+        build_details=BuildDetails(pipeline=pipeline, stage=stage, job=name, job_url=url),
+    )
+
+
+def waits(model: StatusModel) -> dict[str, tuple[int, float]]:
+    return {step: (h.count, h.total) for step, h in model.snapshot().job_seconds}
+
+
+def test_job_waits_are_timed_from_first_sight_to_launch_registration_and_assignment():
+    model = StatusModel([LINUX])
+    j1, j2 = "app/1/build/1/a", "app/1/build/1/b"
+    model.apply(backlog(j1, j2), 0.0)
+    model.apply(plan(1.0, (j1, "launching", "linux"), (j2, "launching", "linux")), 1.0)
+    # The same job asked for again in a later plan is still one launch.
+    model.apply(plan(2.0, (j1, "launching", "linux"), (j2, "agent-starting", "linux")), 2.0)
+    model.apply(TaskLaunched("t0", "linux", "node", "host"), 3.0)
+    model.apply(TaskLaunched("t1", "linux", "node", "host"), 5.0)
+    # A third LAUNCH (for min) is no job's.
+    model.apply(TaskLaunched("t9", "linux", "node", "host"), 6.0)
+    assert waits(model)["launch"] == (2, 3.0 + 5.0)
+    model.apply(fleet(("linux", FleetState.REGISTERED), ("linux", L)), 40.0)
+    assert waits(model)["registered"] == (1, 40.0)  # t0 only: t1 still launching
+    model.apply(fleet(("linux", FleetState.IDLE), ("linux", FleetState.IDLE)), 45.0)
+    assert waits(model)["registered"] == (2, 85.0)  # t1 now; t0 not twice
+    # j1 leaves the backlog while an agent is seen building it; j2 is still waiting.
+    model.apply(BacklogSnapshot(jobs=(job(j2),), agents=(building(j1),), fetched_at=50.0), 50.0)
+    assert waits(model)["assigned"] == (1, 50.0)
+    # j2 leaves and is seen building one read later.
+    model.apply(backlog(), 60.0)
+    model.apply(BacklogSnapshot(jobs=(), agents=(building(j2),), fetched_at=70.0), 70.0)
+    assert waits(model)["assigned"] == (2, 120.0)
+
+
+def test_a_job_that_leaves_unseen_is_not_timed_and_a_launch_after_it_left_is_no_ones():
+    model = StatusModel([LINUX])
+    gone = "app/1/build/1/gone"
+    model.apply(backlog(gone), 0.0)
+    model.apply(plan(1.0, (gone, "launching", "linux")), 1.0)
+    for t in (10.0, 20.0, 30.0, 40.0):
+        model.apply(backlog(), t)  # cancelled: never seen building
+    model.apply(TaskLaunched("t0", "linux", "node", "host"), 41.0)
+    model.apply(BacklogSnapshot(jobs=(), agents=(building(gone),), fetched_at=50.0), 50.0)
+    assert waits(model) == {"launch": (0, 0.0), "registered": (0, 0.0), "assigned": (0, 0.0)}
+
+
+def test_leadership_sets_the_role_and_a_daemon_without_ha_leads():
+    model = StatusModel([LINUX])
+    assert model.snapshot().leading and model.snapshot().role == ""
+    model.apply(LeadershipChanged(leader=False, since=1.0), 1.0)
+    assert not model.snapshot().leading and model.snapshot().role == "standby"
+    model.apply(LeadershipChanged(leader=False, since=2.0, zookeeper_connected=False), 2.0)
+    assert not model.snapshot().zookeeper_connected
+    model.apply(LeadershipChanged(leader=True, since=3.0), 3.0)
+    assert model.snapshot().leading and model.snapshot().role == "leader"
+    assert model.snapshot().to_json(3.0)["ha"] == {
+        "role": "leader",
+        "enabled": True,
+        "zookeeper_connected": True,
+    }
+
+
+def test_the_efficiency_summary_adds_up_busy_idle_and_starting():
+    model = StatusModel([LINUX])
+    model.apply(fleet(("linux", L), ("linux", IDLE)), 0.0)
+    model.apply(fleet(("linux", B), ("linux", IDLE)), 10.0)
+    summary = model.snapshot().to_json(30.0)["efficiency"]["since_start"]
+    assert summary == {"busy": 20.0, "idle": 30.0, "starting": 10.0, "leaving": 0.0, "utilisation": 0.3333}

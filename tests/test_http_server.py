@@ -23,8 +23,10 @@ from actors.messages import (
     FrameworkRegistered,
     GoCDUnavailable,
     JobReason,
+    LeadershipChanged,
     ScalePlan,
     ScheduledJob,
+    TaskLaunched,
 )
 
 LINUX = Profile(name="linux", image="img", max=5)
@@ -157,6 +159,42 @@ def test_metrics_carry_every_name_with_the_prefix_and_the_values(server, clock):
     assert ("gocd_mesos_drains_total", ()) in samples and ("gocd_mesos_approvals_total", ()) in samples
     backoff = {k: v for k, v in samples.items() if k[0] == "gocd_mesos_backoff_active"}
     assert backoff and all(v in (0, 1) for v in backoff.values())
+    for step in ("launch", "registered", "assigned"):
+        assert samples[("gocd_mesos_job_wait_seconds_count", (("step", step),))] == 0
+    server.on_message(TaskLaunched("t1", "linux", "node", "host"))
+    text = get(server, "/metrics").text
+    launched = (("le", "10.0"), ("step", "launch"))
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert samples[("gocd_mesos_job_wait_seconds_bucket", launched)] == 1
+    assert samples[("gocd_mesos_job_wait_seconds_sum", (("step", "launch"),))] == 10
+
+
+def test_a_standby_is_healthy_and_ready_while_zookeeper_is_up_and_says_it_does_not_lead(server, clock):
+    server.alive.clear()  # type: ignore[attr-defined]  # a standby runs no actors
+    server.on_message(LeadershipChanged(leader=False, since=clock.now()))
+    assert get(server, "/healthz").status_code == 200
+    ready = get(server, "/readyz")
+    assert ready.status_code == 200 and ready.json() == {
+        "ok": True,
+        "standby": True,
+        "zookeeper_connected": True,
+    }
+    assert "gocd_mesos_leader 0.0" in get(server, "/metrics").text
+    assert get(server, "/status").json()["ha"]["role"] == "standby"
+    assert "Standby" in get(server, "/").text
+    server.on_message(LeadershipChanged(leader=False, since=clock.now(), zookeeper_connected=False))
+    assert get(server, "/readyz").status_code == 503
+    # Leading: the usual checks, and the gauge says so.
+    server.on_message(LeadershipChanged(leader=True, since=clock.now()))
+    server.alive["AgentRegistry"] = True  # type: ignore[attr-defined]
+    feed(server, clock)
+    ready = get(server, "/readyz")
+    assert ready.status_code == 200 and ready.json()["leader"] is True
+    assert "gocd_mesos_leader 1.0" in get(server, "/metrics").text
 
 
 def test_two_servers_keep_their_registries_apart(server, clock):
@@ -202,6 +240,15 @@ def test_a_system_serves_status_with_a_reason_for_every_waiting_job(system):
     assert jobs["nobody"]["reason"] == "no-matching-profile"
     assert all(j["reason"] for j in status["waiting_jobs"])
     assert requests.get(url + "healthz", timeout=10).status_code == 200
+    # Each served job is timed to its agent's LAUNCH, its registration and its assignment.
+    s.wait_gocd(lambda st: sum(j["state"] == "building" for j in st["jobs"]) == 3, what="three building")
+    s.events.wait_until(
+        lambda _: all(
+            step["count"] == 3
+            for step in requests.get(url + "status", timeout=10).json()["job_seconds"].values()
+        ),
+        what="/status timing the three jobs at every step",
+    )
     s.stop_daemon()
     with pytest.raises(requests.ConnectionError):
         requests.get(url + "healthz", timeout=10)

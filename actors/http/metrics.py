@@ -38,6 +38,7 @@ METRIC_NAMES = (
     "gocd_mesos_offers_received_total",
     "gocd_mesos_offers_used_total",
     "gocd_mesos_offers_declined_total",
+    "gocd_mesos_job_wait_seconds_count",
     "gocd_mesos_leader",
 )
 
@@ -147,8 +148,20 @@ class SnapshotCollector(Collector):
             ("declined", s.offers_declined, "Mesos offers declined since start."),
         ):
             yield CounterMetricFamily(f"gocd_mesos_offers_{what}", meaning, value=value)
-        # One daemon per framework for now: it always leads.
-        yield GaugeMetricFamily("gocd_mesos_leader", "1 when this daemon is the leader.", value=1)
+        waits = HistogramMetricFamily(
+            "gocd_mesos_job_wait_seconds",
+            "Seconds from a waiting job's first sight to the LAUNCH of its agent (step=launch), to "
+            "that agent registered in GoCD (step=registered), to the job assigned (step=assigned).",
+            labels=["step"],
+        )
+        for step, histogram in s.job_seconds:
+            waits.add_metric([step], histogram.cumulative(), sum_value=histogram.total)
+        yield waits
+        yield GaugeMetricFamily(
+            "gocd_mesos_leader",
+            "1 when this daemon acts: it leads its [ha] election, or runs without [ha]; 0 as a standby.",
+            value=1 if s.leading else 0,
+        )
 
 
 def registry_for(snapshot: Callable[[], Snapshot], now: Callable[[], float]) -> CollectorRegistry:

@@ -14,6 +14,19 @@ BacklogSnapshot: GoCD's scheduled-jobs feed carries no scheduled time (see
 :class:`~actors.messages.ScheduledJob`), so a job that waited before the daemon
 started counts from the daemon's first read of GoCD.
 
+The job latencies (:data:`JOB_STEPS`) count from that same first sight:
+
+* ``launch``: to the LAUNCH of the agent started for the job. The judge gives a job
+  the reason ``launching`` in the plan that asks an agent for it; each
+  :class:`~actors.messages.TaskLaunched` of a profile is the agent of that
+  profile's oldest such job still waiting for its LAUNCH (a launch for ``min``
+  alone is no job's).
+* ``registered``: to that agent showing up registered in GoCD (a FleetChanged
+  with its task in a working state).
+* ``assigned``: to the job leaving the backlog while an agent, ours or not, is
+  seen building it. A job that leaves unseen (cancelled, or done within one
+  poll) is not counted.
+
 Agent-seconds integrate the fleet of every FleetChanged over clock time, per
 profile and state: ``starting`` (requested to registered), ``idle``,
 ``building`` and ``leaving`` (draining, killing, deleting); ended agents count
@@ -27,9 +40,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from dataclasses import replace as _replace
 from typing import Any
+from urllib.parse import unquote
 
 from actors.config import Profile
-from actors.fleet.states import IN_FLIGHT, LAUNCH, LEAVING, FleetState
+from actors.fleet.states import ENDED, IN_FLIGHT, LAUNCH, LEAVING, WORKING, FleetState
 from actors.messages import (
     AgentEnabled,
     BacklogSnapshot,
@@ -40,11 +54,22 @@ from actors.messages import (
     FrameworkRegistered,
     GoCDUnavailable,
     JobReason,
+    LeadershipChanged,
     OffersHandled,
     ScalePlan,
+    TaskLaunched,
 )
 
-__all__ = ["AGENT_STATES", "PLANS_KEPT", "WINDOW", "PlanSummary", "ProfileStatus", "Snapshot", "StatusModel"]
+__all__ = [
+    "AGENT_STATES",
+    "JOB_STEPS",
+    "PLANS_KEPT",
+    "WINDOW",
+    "PlanSummary",
+    "ProfileStatus",
+    "Snapshot",
+    "StatusModel",
+]
 
 #: States agent-seconds are counted in, in display order.
 AGENT_STATES = ("starting", "idle", "building", "leaving")
@@ -101,32 +126,50 @@ class ProfileStatus:
     backoff_until: float | None = None
 
 
-#: Upper bounds, in seconds, of the buckets of the timing histograms.
+#: Upper bounds, in seconds, of the buckets of the request and decision histograms.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+#: Upper bounds, in seconds, of the buckets of the job latency histograms: a poll interval
+#: and an agent's start are seconds to minutes.
+WAIT_BUCKETS = (1.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0, 600.0, 1800.0)
+#: The steps of a waiting job that the job latency histograms time, from its first sight.
+JOB_STEPS = ("launch", "registered", "assigned")
+#: Backlog reads during which a job gone from the backlog may still be seen being built.
+ASSIGNED_LOOKS = 3
 
 
 @dataclass(frozen=True)
 class Histogram:
-    """Observations of a duration in :data:`BUCKETS`; immutable, ``observe`` makes a new one."""
+    """Observations of a duration in buckets; immutable, ``observe`` makes a new one."""
 
-    #: Observations per bucket (not cumulative), one more for those above the last bound.
-    counts: tuple[int, ...] = (0,) * (len(BUCKETS) + 1)
+    #: Upper bounds of the buckets, in seconds, ascending.
+    bounds: tuple[float, ...] = BUCKETS
+    #: Observations per bucket (not cumulative), one more for those above the last bound;
+    #: empty for none yet.
+    counts: tuple[int, ...] = ()
     #: Sum of the observations, in seconds.
     total: float = 0.0
 
     def observe(self, seconds: float) -> Histogram:
         """This histogram with ``seconds`` observed too."""
-        index = next((i for i, bound in enumerate(BUCKETS) if seconds <= bound), len(BUCKETS))
-        counts = tuple(n + 1 if i == index else n for i, n in enumerate(self.counts))
-        return Histogram(counts=counts, total=self.total + seconds)
+        index = next((i for i, bound in enumerate(self.bounds) if seconds <= bound), len(self.bounds))
+        counts = tuple(n + 1 if i == index else n for i, n in enumerate(self._counts()))
+        return Histogram(bounds=self.bounds, counts=counts, total=self.total + seconds)
 
     def cumulative(self) -> list[tuple[str, float]]:
         """(``le`` bound, observations at or below it) for Prometheus, ``+Inf`` last."""
         out, running = [], 0
-        for bound, n in zip((*(str(b) for b in BUCKETS), "+Inf"), self.counts, strict=True):
+        for bound, n in zip((*(str(b) for b in self.bounds), "+Inf"), self._counts(), strict=True):
             running += n
             out.append((bound, float(running)))
         return out
+
+    @property
+    def count(self) -> int:
+        """How many observations."""
+        return sum(self.counts)
+
+    def _counts(self) -> tuple[int, ...]:
+        return self.counts or (0,) * (len(self.bounds) + 1)
 
 
 @dataclass(frozen=True)
@@ -210,6 +253,20 @@ class Snapshot:
     timeline: tuple[tuple[float, Counts], ...] = ()
     #: (clock time, waiting jobs) at every plan of the last :data:`WINDOW`, oldest first.
     waiting_timeline: tuple[tuple[float, int], ...] = ()
+    #: Seconds from a job's first sight to each of :data:`JOB_STEPS`, by step (see the module).
+    job_seconds: tuple[tuple[str, Histogram], ...] = tuple(
+        (step, Histogram(bounds=WAIT_BUCKETS)) for step in JOB_STEPS
+    )
+    #: With ``[ha]``: ``leader`` or ``standby`` (:class:`~actors.messages.LeadershipChanged`);
+    #: "" for a daemon without ``[ha]``, which acts alone and so leads.
+    role: str = ""
+    #: With ``[ha]``: whether the ZooKeeper connection is up (a standby is healthy while it is).
+    zookeeper_connected: bool = True
+
+    @property
+    def leading(self) -> bool:
+        """Whether this daemon acts: it leads its election, or runs without ``[ha]``."""
+        return self.role in ("", "leader")
 
     def agent_seconds(self, now: float) -> dict[tuple[str, str], float]:
         """Agent-seconds by (profile, state) since start, up to ``now``."""
@@ -322,7 +379,34 @@ class Snapshot:
             },
             "agent_seconds": _by_profile(self.agent_seconds(now)),
             "agent_seconds_last_hour": _by_profile(self.recent_agent_seconds(now)),
+            "efficiency": {
+                "since_start": _efficiency(self.agent_seconds(now)),
+                "last_hour": _efficiency(self.recent_agent_seconds(now)),
+            },
+            "job_seconds": {
+                step: {"count": h.count, "sum": round(h.total, 3)} for step, h in self.job_seconds
+            },
+            "ha": {
+                "role": self.role or "leader",
+                "enabled": bool(self.role),
+                "zookeeper_connected": self.zookeeper_connected,
+            },
         }
+
+
+def _efficiency(seconds: Mapping[tuple[str, str], float]) -> dict[str, float | None]:
+    """Agent-seconds busy, idle and starting over all profiles, and busy's share of them all."""
+    by_state = dict.fromkeys(AGENT_STATES, 0.0)
+    for (_, state), value in seconds.items():
+        by_state[state] = by_state.get(state, 0.0) + value
+    spent = sum(by_state.values())
+    return {
+        "busy": round(by_state["building"], 3),
+        "idle": round(by_state["idle"], 3),
+        "starting": round(by_state["starting"], 3),
+        "leaving": round(by_state["leaving"], 3),
+        "utilisation": round(by_state["building"] / spent, 4) if spent else None,
+    }
 
 
 def _by_profile(values: Mapping[tuple[str, str], float]) -> dict[str, dict[str, float]]:
@@ -343,6 +427,15 @@ class StatusModel:
     _first_seen: dict[str, float] = field(default_factory=dict)
     _fleet: FleetView = field(default_factory=FleetView)
     _leaving: set[str] = field(default_factory=set)
+    #: Per profile, the waiting jobs a plan asked an agent for whose LAUNCH is still to come.
+    _awaiting_launch: dict[str, list[str]] = field(default_factory=dict)
+    #: Every job ever put in ``_awaiting_launch`` while it waits (one LAUNCH per job).
+    _asked_for: set[str] = field(default_factory=set)
+    #: Task id -> first sight of the job it was launched for, until it registers.
+    _awaiting_registration: dict[str, float] = field(default_factory=dict)
+    #: Jobs gone from the backlog, awaiting sight of the agent building them:
+    #: locator -> (first sight, backlog reads left to look).
+    _left: dict[str, tuple[float, int]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.profile_settings = tuple(self.profile_settings)
@@ -355,6 +448,7 @@ class StatusModel:
         """Fold ``message``, received at clock time ``now``, in; returns the new snapshot."""
         s = self._snapshot
         if isinstance(message, ScalePlan):
+            self._ask_for_agents(message)
             self._plans.append(_summary(message))
             waiting_timeline = (*_recent(s.waiting_timeline, now), (now, len(message.reasons)))
             s = _replace(
@@ -368,11 +462,10 @@ class StatusModel:
         elif isinstance(message, FleetChanged):
             s = self._fold_fleet(s, message, now)
         elif isinstance(message, BacklogSnapshot):
-            self._first_seen = {
-                locator: self._first_seen.get(locator, now) for locator in (j.locator for j in message.jobs)
-            }
+            job_seconds = self._assigned(message, now, dict(s.job_seconds))
             s = _replace(
                 s,
+                job_seconds=tuple(job_seconds.items()),
                 first_seen=tuple(self._first_seen.items()),
                 gocd_read_at=now,
                 gocd_version=message.server_version or s.gocd_version,
@@ -385,6 +478,19 @@ class StatusModel:
             errors = dict(s.gocd_errors)
             errors[message.endpoint] = errors.get(message.endpoint, 0) + 1
             s = _replace(s, gocd_error=message.reason, gocd_errors=tuple(sorted(errors.items())))
+        elif isinstance(message, TaskLaunched):
+            queue = self._awaiting_launch.get(message.profile)
+            if not queue:
+                return s  # a launch for min, or for a job that no longer waits
+            first_seen = self._first_seen.get(queue.pop(0), now)
+            self._awaiting_registration[message.task_id] = first_seen
+            s = _replace(s, job_seconds=_observe(s.job_seconds, "launch", now - first_seen))
+        elif isinstance(message, LeadershipChanged):
+            s = _replace(
+                s,
+                role="leader" if message.leader else "standby",
+                zookeeper_connected=message.zookeeper_connected,
+            )
         elif isinstance(message, AgentEnabled):
             s = _replace(s, approvals_total=s.approvals_total + 1)
         elif isinstance(message, OffersHandled):
@@ -414,7 +520,53 @@ class StatusModel:
         self._snapshot = s
         return s
 
+    def _ask_for_agents(self, plan: ScalePlan) -> None:
+        for job in plan.reasons:
+            fresh = job.locator in self._first_seen and job.locator not in self._asked_for
+            if job.reason == "launching" and job.profile and fresh:
+                self._asked_for.add(job.locator)
+                self._awaiting_launch.setdefault(job.profile, []).append(job.locator)
+
+    def _assigned(
+        self, message: BacklogSnapshot, now: float, job_seconds: dict[str, Histogram]
+    ) -> dict[str, Histogram]:
+        """Fold a backlog read into the first sights; time the jobs seen being built."""
+        waiting = {j.locator for j in message.jobs}
+        for locator in self._first_seen.keys() - waiting:
+            self._left[locator] = (self._first_seen[locator], ASSIGNED_LOOKS)
+        self._first_seen = {
+            locator: self._first_seen.get(locator, now) for locator in (j.locator for j in message.jobs)
+        }
+        self._asked_for &= waiting
+        for profile, queue in list(self._awaiting_launch.items()):
+            self._awaiting_launch[profile] = [locator for locator in queue if locator in waiting]
+        building = {
+            unquote(a.build_details.job_url).rsplit("/tab/build/detail/", 1)[-1]
+            for a in message.agents
+            if a.build_details is not None and a.build_details.job_url
+        }
+        for locator, (first_seen, looks) in list(self._left.items()):
+            if locator in building:
+                job_seconds["assigned"] = job_seconds["assigned"].observe(max(0.0, now - first_seen))
+                del self._left[locator]
+            elif looks <= 1 or locator in waiting:
+                del self._left[locator]
+            else:
+                self._left[locator] = (first_seen, looks - 1)
+        return job_seconds
+
     def _fold_fleet(self, s: Snapshot, message: FleetChanged, now: float) -> Snapshot:
+        for agent in message.fleet.agents:
+            first_seen = self._awaiting_registration.get(agent.task_id)
+            if first_seen is None:
+                continue
+            if agent.state in WORKING:
+                s = _replace(s, job_seconds=_observe(s.job_seconds, "registered", now - first_seen))
+            if agent.state in WORKING or agent.state in ENDED:
+                del self._awaiting_registration[agent.task_id]
+        known = {a.task_id for a in message.fleet.agents}
+        for task_id in self._awaiting_registration.keys() - known:
+            del self._awaiting_registration[task_id]
         counted = dict(s.agent_seconds(now)) if s.counted_at is not None else {}
         agents = _counts(message.fleet)
         self._fleet = message.fleet
@@ -468,6 +620,12 @@ def _observed(
     for endpoint, seconds in timings:
         by_endpoint[endpoint] = by_endpoint.get(endpoint, Histogram()).observe(seconds)
     return tuple(sorted(by_endpoint.items()))
+
+
+def _observe(
+    histograms: tuple[tuple[str, Histogram], ...], step: str, seconds: float
+) -> tuple[tuple[str, Histogram], ...]:
+    return tuple((name, h.observe(max(0.0, seconds)) if name == step else h) for name, h in histograms)
 
 
 def _summary(plan: ScalePlan) -> PlanSummary:

@@ -10,8 +10,9 @@ built, so a taken port fails in the caller's thread before any actor starts;
 
 Endpoints: ``/healthz`` (200 while every actor of the system is alive),
 ``/readyz`` (200 while subscribed to Mesos, GoCD was read within
-``stale_after`` and the backlog source saw every waiting job's resources; the
-body names the problems), ``/metrics`` (Prometheus text, a registry per server) and
+``stale_after`` and the backlog source saw every waiting job's resources, the
+body naming the problems; for an ``[ha]`` standby, which runs no actors until it
+leads, 200 while its ZooKeeper connection is up), ``/metrics`` (Prometheus text, a registry per server) and
 ``/status`` (JSON, see :meth:`~actors.http.model.Snapshot.to_json`) and ``/``,
 the status page for people (:mod:`actors.http.page`, ``templates/status.html``).
 With ``[http] username`` and ``password_file`` or ``token_file`` set, every
@@ -24,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import errno
 import hmac
 import json
@@ -119,16 +121,29 @@ class StatusServer:
             host = f"[{host}]"
         return f"http://{host}:{self.port}/"
 
+    def watch(self, alive: Callable[[], Mapping[str, bool]]) -> None:
+        """Report ``alive()`` (actor name -> alive) in ``/healthz`` from now on: a server made
+        before its system (an ``[ha]`` standby's) learns the system's actors once it leads."""
+        self._alive = alive
+
     def snapshot(self) -> Snapshot:
         """The latest status snapshot."""
         return self._latest
+
+    def tell(self, message: Any) -> None:
+        """Have ``message`` folded in, from any thread (through the listener); nothing once
+        stopped. For publishers outside the system, such as :class:`actors.ha.Leadership`."""
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.listener.tell(message)
 
     def on_message(self, message: Any) -> None:
         """Fold one published message in (the system's listener; one thread at a time)."""
         self._latest = self._model.apply(message, self._clock.now())
 
     def start(self) -> None:
-        """Serve on a thread of its own; returns once the IOLoop runs."""
+        """Serve on a thread of its own; returns once the IOLoop runs (at once if it already does)."""
+        if self._thread.is_alive():
+            return
         self._thread.start()
         self._ready.wait()
         logger.info("Status server listening on %s", self.url)
@@ -189,15 +204,24 @@ class StatusServer:
 
     def health(self) -> tuple[bool, dict[str, Any]]:
         alive = dict(self._alive())
+        if not self._latest.leading:
+            # A standby runs no actors until it leads: the process answering is its health.
+            return True, {"actors": alive, "role": "standby"}
         return bool(alive) and all(alive.values()), {"actors": alive}
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         s, now = self._latest, self._clock.now()
+        checks: dict[str, Any]
+        if not s.leading:
+            checks = {"standby": True, "zookeeper_connected": s.zookeeper_connected}
+            return all(checks.values()), checks
         checks = {
             "mesos_subscribed": s.mesos_subscribed,
             "gocd_fresh": s.gocd_fresh(now, self._stale_after),
             "backlog_complete": not s.backlog_problems,
         }
+        if s.role:
+            checks["leader"] = True
         return all(checks.values()), {**checks, "backlog_problems": list(s.backlog_problems)}
 
     def status(self) -> dict[str, Any]:

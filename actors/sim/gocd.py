@@ -253,6 +253,8 @@ class _Agent:
     job: str | None = None
     #: (config state, agent state, build state) last sent in an agent-status notification.
     notified: tuple[str, str, str] | None = None
+    #: Clock time it first became Enabled (auto-registered, approved or added so); None before.
+    registered_at: float | None = None
 
 
 @dataclass
@@ -483,11 +485,10 @@ class GoCDSimulator:
         """Define (or redefine) pipeline ``name`` in ``group``: its own ``stages`` or a ``template``,
         ``parameters`` for ``#{param}`` references, and the ``environment`` it is in (None: none).
 
-        Raises ValueError for a config GoCD would refuse (unknown template, an
-        undefined parameter, both or neither of stages and template, a pipeline
-        in another group of another name's case). Redefining a pipeline cancels
-        its scheduled jobs whose stage or job the new config lacks
-        (``BuildAssignmentService.onConfigChange``).
+        Raises ValueError for a config GoCD would refuse (an unknown template,
+        an undefined parameter, both or neither of stages and template).
+        Redefining a pipeline cancels its scheduled jobs whose stage or job the
+        new config lacks (``BuildAssignmentService.onConfigChange``).
         """
         config = PipelineConfig(
             name=name,
@@ -524,28 +525,47 @@ class GoCDSimulator:
 
     def run_stage(self, pipeline: str, counter: int, stage: str, *, by: str = "admin") -> list[str]:
         """Schedule ``stage`` in instance ``counter`` of ``pipeline``, as a user running it: a manual
-        stage's approval, or a re-run (the next stage counter). Returns the locators."""
+        stage's approval, or a re-run (the next stage counter). Returns the locators.
+
+        GoCD's checks (``SchedulingCheckerService.canScheduleStage``) raise ValueError: a paused
+        pipeline, a stage still running, a previous stage that has not run, or one that has not
+        passed when this stage allows only on success.
+        """
         with self._cond:
             config = self._config.pipeline(pipeline)
             run = self._run(config.name, counter)
-            stage_config = self._config.stage(config, stage)
-            if stage_config is None:
+            stages = self._config.stages(config)
+            names = [s.name.lower() for s in stages]
+            if stage.lower() not in names:
                 raise ValueError(f"pipeline {config.name!r} has no stage {stage!r}")
+            stage_config = stages[names.index(stage.lower())]
+            if config.name.lower() in self._paused:
+                raise ValueError(f"pipeline {config.name!r} is paused")
             latest = run.latest(stage_config.name)
             if latest is not None and not latest.completed:
                 raise ValueError(f"stage {latest.locator} is still running")
+            if names.index(stage.lower()) > 0:
+                previous = run.latest(stages[names.index(stage.lower()) - 1].name)
+                if previous is None:
+                    raise ValueError(
+                        f"the stage before {stage_config.name!r} has not run in {run.name}/{counter}"
+                    )
+                if stage_config.allow_only_on_success and previous.result != "Passed":
+                    raise ValueError(f"stage {previous.locator} has not passed ({previous.result})")
             scheduled = self._schedule_stage(run, stage_config, by)
             self._cond.notify_all()
         return [j.locator for j in scheduled.jobs]
 
     def cancel_stage(self, pipeline: str, counter: int, stage: str, *, by: str = "admin") -> None:
-        """Cancel the latest run of ``stage`` in instance ``counter``: every job not yet completed
-        ends ``Cancelled`` (an agent building one is told so at its next report)."""
+        """Cancel the latest run of ``stage`` in instance ``counter`` (if it is still running): every
+        job not yet completed ends ``Cancelled`` (an agent building one is told so at its next report)."""
         with self._cond:
             run = self._run(self._config.pipeline(pipeline).name, counter)
             target = next((s for s in reversed(run.stages) if s.name.lower() == stage.lower()), None)
             if target is None:
                 raise ValueError(f"stage {stage!r} has not run in {run.name}/{counter}")
+            if target.completed:
+                return  # GoCD: nothing to cancel
             now = self.clock.now()
             for job in target.live_jobs:
                 if job.state in ("scheduled", "building"):
@@ -718,6 +738,7 @@ class GoCDSimulator:
                         "build_state": self._build_state(a, now),
                         "resources": sorted(a.resources),
                         "environments": sorted(a.environments),
+                        "registered_at": a.registered_at,
                     }
                     for a in self._agents.values()
                 ],
@@ -795,6 +816,7 @@ class GoCDSimulator:
                 sandbox="/go-working-dir",
                 operating_system="Linux",
                 agent_version=self.version,
+                registered_at=None if config_state == "Pending" else self.clock.now(),
                 last_heard=self.clock.now(),
             )
             self._agents[agent.uuid] = agent
@@ -939,8 +961,11 @@ class GoCDSimulator:
     def _move_to_environment(self, pipeline: str, environment: str | None) -> None:
         """Move a pipeline between environments; its jobs' environment follows (the feed and
         assignment read the current config)."""
+        before = self._config.environment_of(pipeline)
         self._config.move(pipeline, environment)
         env = self._config.environment_of(pipeline)
+        if env is before:
+            return
         for job in self._jobs:
             if job.pipeline.lower() == pipeline.lower():
                 job.environment = env.name if env else None
@@ -1684,6 +1709,8 @@ class GoCDSimulator:
         if agent.config_state != state:
             logger.info("Agent %s is now %s", agent.hostname, state)
         agent.config_state = state
+        if state == "Enabled" and agent.registered_at is None:
+            agent.registered_at = now
 
     def _bulk_patch(self, body: dict[str, Any], ctype: str) -> _Response:
         uuids = body.get("uuids")
@@ -1912,6 +1939,7 @@ class GoCDSimulator:
                 config_state="Enabled",
                 resources=sorted(_csv(form["agentAutoRegisterResources"])),
                 environments=sorted(_csv(form["agentAutoRegisterEnvironments"])),
+                registered_at=now,
             )
             self._agents[uuid] = agent
             logger.info("Agent %s auto-registered (Enabled)", hostname)

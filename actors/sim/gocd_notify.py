@@ -151,10 +151,12 @@ class NotificationEmitter:
 
     @property
     def wants_stages(self) -> bool:
+        """Whether the plugin subscribes to stage-status (has somewhere to send it)."""
         return bool(self.stage_urls)
 
     @property
     def wants_agents(self) -> bool:
+        """Whether the plugin subscribes to agent-status (only the DigitalOcean one does)."""
         return bool(self.agent_urls) and self.style == "do"
 
     def start(self, name: str) -> None:
