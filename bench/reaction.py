@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import random
 import statistics
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from bench.world import PREFIX, World
 
-__all__ = ["burst", "percentiles", "reaction", "resources"]
+__all__ = ["VARIANTS", "burst", "percentiles", "reaction", "reactions", "resources"]
+
+#: The reaction's variants: name -> ``[gocd]`` keys.
+VARIANTS: dict[str, dict[str, str]] = {"feed": {}}
 
 
 def percentiles(values: Sequence[float]) -> dict[str, float | None]:
@@ -85,6 +89,26 @@ def reaction(quick: bool, *, gocd: dict[str, str] | None = None, jobs: int | Non
         }
     finally:
         world.stop()
+
+
+def reactions(quick: bool) -> dict[str, Any]:
+    """:func:`reaction` for every variant of :data:`VARIANTS`, side by side (each its own world)."""
+    results: dict[str, Any] = {}
+
+    def measure(name: str, keys: dict[str, str]) -> None:
+        results[name] = reaction(quick, gocd=keys)
+
+    threads = [
+        threading.Thread(target=measure, args=item, name=f"reaction-{item[0]}") for item in VARIANTS.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    missing = set(VARIANTS) - set(results)
+    if missing:
+        raise RuntimeError(f"reaction variants failed: {', '.join(sorted(missing))}")
+    return {name: results[name] for name in VARIANTS}
 
 
 def _feed_reads(world: World, since: int) -> int:
