@@ -114,10 +114,18 @@ class GoCDSettings:
     ca_bundle: str = ""
     #: Seconds before one HTTP request is abandoned.
     timeout: float = 10.0
-    #: Seconds between two polls of the backlog and the agents.
+    #: Seconds between two polls of the backlog (and of the agents, unless ``agents_interval``).
     poll_interval: float = 10.0
     #: Upper bound, in seconds, of the poll interval while GoCD is failing.
     max_backoff: float = 300.0
+    #: Seconds between two reads of the agents list (the heavy request of a big server), at
+    #: least ``poll_interval``: a poll in between reuses the last list. None: every poll.
+    agents_interval: float | None = None
+
+    @property
+    def agents_every(self) -> float:
+        """Seconds between two reads of the agents list: ``agents_interval``, or ``poll_interval``."""
+        return max(self.agents_interval or 0.0, self.poll_interval)
 
 
 @dataclass(frozen=True)
@@ -855,6 +863,13 @@ def _convert(
             "case, other characters than a-z and 0-9 as '-', at most 20 characters), so rename one"
         )
 
+    agents_set = g["agents_interval"] is not None and valid("gocd", "agents_interval")
+    if agents_set and valid("gocd", "poll_interval") and g["agents_interval"] < g["poll_interval"]:
+        problems.append(
+            f"{path}: [gocd] agents_interval: {g['agents_interval']:g}s is shorter than poll_interval "
+            f"({g['poll_interval']:g}s): the agents are read at most once a poll (leave it out to "
+            "read them at every poll)"
+        )
     if valid("judge", "stale_after"):
         # With poll_interval invalid (and reported) compare with 0, so that
         # stale_after = 0 is reported in this same run.
@@ -866,6 +881,12 @@ def _convert(
                 f"{path}: [judge] stale_after: {j['stale_after']:g}s must be greater than [gocd] "
                 f"poll_interval{shown}: GoCD data ages that much between two polls, so it would "
                 "count as stale in normal operation"
+            )
+        elif agents_set and not j["stale_after"] > g["agents_interval"]:
+            problems.append(
+                f"{path}: [judge] stale_after: {j['stale_after']:g}s must be greater than [gocd] "
+                f"agents_interval ({g['agents_interval']:g}s): the agents list ages that much between "
+                "two reads, so it would count as stale in normal operation"
             )
     backoffs_ok = valid("judge", "backoff_initial") and valid("judge", "backoff_max")
     if backoffs_ok and j["backoff_max"] < j["backoff_initial"]:
@@ -899,6 +920,7 @@ def _convert(
             timeout=g["timeout"],
             poll_interval=g["poll_interval"],
             max_backoff=max(g["max_backoff"], g["poll_interval"]),
+            agents_interval=g["agents_interval"],
         ),
         mesos=MesosSettings(
             masters=m["master"],
@@ -1017,6 +1039,8 @@ def _convert_profile(name: str, p: Any, path: str, problems: list[str], bad: set
 
 def format_value(value: Any) -> str:
     """A setting's value as the INI file spells it, a secret masked (``****``)."""
+    if value is None:
+        return "(not set)"
     if isinstance(value, Secret):
         return "****" if value else "(not set)"
     if isinstance(value, bool):

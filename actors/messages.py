@@ -182,7 +182,13 @@ class GoAgent:
 
 @dataclass(frozen=True)
 class BacklogSnapshot:
-    """A consistent view of GoCD: waiting jobs and all agents, fetched together."""
+    """A view of GoCD: waiting jobs and all agents.
+
+    The jobs are read for every snapshot; the agents list may be one read earlier
+    (``[gocd] agents_interval``), never later than the jobs. Whoever decides from agent
+    states takes :attr:`agents_as_of` for the agents and :attr:`as_of` for the snapshot
+    as a whole, never ``fetched_at`` alone.
+    """
 
     #: Jobs waiting for an agent, in scheduled order.
     jobs: tuple[ScheduledJob, ...]
@@ -193,9 +199,24 @@ class BacklogSnapshot:
     #: GoCD server version, e.g. ``25.1.0`` ("" if unknown).
     server_version: str = ""
     #: (endpoint, seconds) of the GoCD reads this snapshot took, wall-clock time for metrics:
-    #: ``scheduled_jobs`` (with the pipeline configs it needed) and ``agents``. Measurements,
-    #: not content: two snapshots of the same GoCD state compare equal whatever their timings.
+    #: ``scheduled_jobs`` (with the pipeline configs it needed) and ``agents`` (absent when the
+    #: agents list was not read again). Measurements, not content: two snapshots of the same
+    #: GoCD state compare equal whatever their timings.
     timings: tuple[tuple[str, float], ...] = field(default=(), compare=False)
+    #: Clock time at which ``agents`` was read, when that was before this snapshot's fetch (the
+    #: list of an earlier read, reused); None when the agents were read with the jobs, at
+    #: ``fetched_at``.
+    agents_fetched_at: float | None = None
+
+    @property
+    def agents_as_of(self) -> float:
+        """Clock time of the agents list: ``agents_fetched_at``, or ``fetched_at`` when None."""
+        return self.fetched_at if self.agents_fetched_at is None else self.agents_fetched_at
+
+    @property
+    def as_of(self) -> float:
+        """The snapshot's freshness: the older of its two reads, the one to judge staleness by."""
+        return min(self.fetched_at, self.agents_as_of)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from actors import config
-from actors.config import Constraint, Secret, Volume, parse_duration, parse_memsize
+from actors.config import Constraint, GoCDSettings, Secret, Volume, parse_duration, parse_memsize
 from actors.exceptions import ConfigError
 from tests.conftest import SAMPLE_CONFIG
 
@@ -465,6 +465,37 @@ def test_stale_after_must_exceed_the_poll_interval(poll_interval, stale_after, s
         f"test.ini: [judge] stale_after: {shown} must be greater than [gocd] poll_interval ({poll}): "
         "GoCD data ages that much between two polls, so it would count as stale in normal operation"
     ]
+
+
+def test_agents_interval_is_the_poll_interval_unless_set():
+    s = load_text(MINIMAL)
+    assert (s.gocd.agents_interval, s.gocd.agents_every) == (None, 10.0)
+    assert "agents_interval = (not set)" in config.render(s)
+    assert load_text(with_key("gocd", "poll_interval = 20s")).gocd.agents_every == 20.0
+    s = load_text(with_key("gocd", "agents_interval = 45s"))
+    assert (s.gocd.poll_interval, s.gocd.agents_interval, s.gocd.agents_every) == (10.0, 45.0, 45.0)
+    assert GoCDSettings(url="http://g/go", poll_interval=3).agents_every == 3
+
+
+@pytest.mark.parametrize(
+    ("lines", "problem"),
+    [
+        ("agents_interval = 500ms", '[gocd] agents_interval: "500ms" is too short (must be at least 1s)'),
+        (
+            "agents_interval = 5s",
+            "[gocd] agents_interval: 5s is shorter than poll_interval (10s): the agents are read at most "
+            "once a poll (leave it out to read them at every poll)",
+        ),
+        (
+            "agents_interval = 1m",
+            "[judge] stale_after: 60s must be greater than [gocd] agents_interval (60s): the agents list "
+            "ages that much between two reads, so it would count as stale in normal operation",
+        ),
+    ],
+)
+def test_agents_interval_problems(lines, problem):
+    text = with_key("gocd", lines) + "[judge]\nstale_after = 1m\n"
+    assert problems_of(text) == [f"test.ini: {problem}"]
 
 
 def test_backoff_max_below_backoff_initial_says_the_range():

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -65,8 +66,11 @@ class FakeClient:
         self.calls: list[tuple[str, str]] = []
         self.version: str | Exception = "25.1.0"
         self.closed = False
+        #: The backlog and agents reads, in order: "jobs" and "agents".
+        self.reads: list[str] = []
 
     def scheduled_jobs(self):
+        self.reads.append("jobs")
         if isinstance(self.jobs, Exception):
             raise self.jobs
         return self.jobs
@@ -75,6 +79,7 @@ class FakeClient:
         return tuple(jobs)
 
     def agents(self):
+        self.reads.append("agents")
         if isinstance(self.agents_, Exception):
             raise self.agents_
         return self.agents_
@@ -111,9 +116,9 @@ class FakeClient:
         self.closed = True
 
 
-def _poller(clock, recorder, client=None, **kw):
+def _poller(clock, recorder, client=None, gocd=None, **kw):
     return GoCDPoller(
-        settings=settings("http://gocd.test/go"),
+        settings=gocd or settings("http://gocd.test/go"),
         clock=clock,
         subscribers=(recorder,),
         client=client or FakeClient(),
@@ -197,6 +202,49 @@ def test_a_snapshot_says_how_long_each_read_took(clock, recorder):
     (snapshot,) = recorder.of(BacklogSnapshot)
     assert [endpoint for endpoint, _ in snapshot.timings] == ["scheduled_jobs", "agents"]
     assert all(seconds >= 0 for _, seconds in snapshot.timings)
+
+
+def test_by_default_every_poll_reads_the_agents(clock, recorder):
+    client = FakeClient()
+    poller = _poller(clock, recorder, client)
+    for _ in range(3):
+        poller.on_receive(Poll())
+        clock.advance(10)
+    assert client.reads == ["jobs", "agents"] * 3
+    assert all(s.agents_fetched_at is None for s in recorder.of(BacklogSnapshot))
+
+
+def test_agents_interval_reuses_the_last_list_and_says_how_old_it_is(clock, recorder):
+    client = FakeClient()
+    gocd = replace(settings("http://gocd.test/go"), agents_interval=30.0)
+    poller = _poller(clock, recorder, client, gocd)
+    start = clock.now()
+    reads = []
+    for _ in range(7):  # polls at 0, 10, ..., 60
+        before = len(client.reads)
+        poller.on_receive(Poll())
+        reads.append(client.reads[before:])
+        clock.advance(10)
+    both, jobs = ["jobs", "agents"], ["jobs"]
+    assert reads == [both, jobs, jobs, both, jobs, jobs, both]
+    snapshots = recorder.of(BacklogSnapshot)
+    old = [s.agents_fetched_at for s in snapshots]
+    assert old == [None, start, start, None, start + 30, start + 30, None]
+    assert [s.agents_as_of - start for s in snapshots] == [0, 0, 0, 30, 30, 30, 60]
+    assert [s.as_of for s in snapshots] == [s.agents_as_of for s in snapshots]
+    assert [endpoint for endpoint, _ in snapshots[1].timings] == ["scheduled_jobs"]
+    assert snapshots[1].agents == (AGENT,)
+
+
+def test_agents_are_read_at_the_poll_nearest_to_agents_interval(clock, recorder):
+    client = FakeClient()
+    gocd = replace(settings("http://gocd.test/go"), agents_interval=25.0)
+    poller = _poller(clock, recorder, client, gocd)
+    for _ in range(5):  # polls at 0, 10, 20, 30, 40; the reads a little late each time
+        poller.on_receive(Poll())
+        clock.advance(10.2)
+    # 20.4s after the read at 0 is nearer 25s than the 30.6s of the poll after it.
+    assert client.reads == ["jobs", "agents", "jobs", "jobs", "agents", "jobs", "jobs", "agents"]
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""The GoCD poller: on every Poll, read the backlog and the agents, publish one snapshot.
+"""The GoCD poller: on every Poll, read the backlog (and the agents when due), publish one snapshot.
 
 :class:`GoCDPoller` is the only actor that talks to GoCD. It owns the
 :class:`~actors.gocd.client.GoCDClient` (and so the HTTP session), polls on a
@@ -35,6 +35,7 @@ from actors.messages import (
     DeleteAgent,
     DisableAgent,
     EnableAgent,
+    GoAgent,
     GoCDUnavailable,
     Poll,
     ReadAgent,
@@ -73,7 +74,9 @@ class GoCDPoller(BaseActor):
 
     * :class:`~actors.messages.Poll` (from its own Ticker, every
       ``poll_interval``): fetch the scheduled jobs (with their elastic
-      profiles), then the agents, and publish one
+      profiles), then the agents when they are due (every ``agents_interval``:
+      a poll in between reuses the last list, and its snapshot says how old it
+      is in ``agents_fetched_at``), and publish one
       :class:`~actors.messages.BacklogSnapshot`; on any failure publish
       :class:`~actors.messages.GoCDUnavailable` instead, never a partial
       snapshot, and poll again after an exponential backoff with jitter, up to
@@ -125,15 +128,20 @@ class GoCDPoller(BaseActor):
         #: Clock time of the first failure of the current run of failures, or None.
         self._failing_since: float | None = None
         self._attempts = 0
+        #: The last agents list read, and the clock time of that read (None: never read).
+        self._agents: tuple[GoAgent, ...] = ()
+        self._agents_at: float | None = None
 
     # -- lifecycle --
 
     def on_start(self) -> None:
         self._ticker = Ticker(self._clock, self._settings.poll_interval, self.actor_ref, Poll()).start()
+        every = self._settings.agents_every
         logger.info(
-            "Polling GoCD at %s every %gs%s",
+            "Polling GoCD at %s every %gs%s%s",
             self._client.base_url,
             self._settings.poll_interval,
+            f", its agents every {every:g}s" if every != self._settings.poll_interval else "",
             " (dry run: agent changes are only logged)" if self._dry_run else "",
         )
 
@@ -168,16 +176,21 @@ class GoCDPoller(BaseActor):
 
     def _poll(self) -> None:
         endpoint, timings = "scheduled_jobs", []
+        read_agents = self._agents_due(self._clock.now())
+        agents, agents_fetched_at = self._agents, self._agents_at
         try:
             started = time.perf_counter()
             jobs = self._client.with_elastic_profiles(self._client.scheduled_jobs())
             timings.append((endpoint, time.perf_counter() - started))
-            endpoint, started = "agents", time.perf_counter()
-            agents = self._client.agents()
-            timings.append((endpoint, time.perf_counter() - started))
+            if read_agents:
+                endpoint, started = "agents", time.perf_counter()
+                agents = self._client.agents()
+                timings.append((endpoint, time.perf_counter() - started))
         except GoCDError as e:
             self._failed(e, endpoint)
             return
+        if read_agents:
+            self._agents, self._agents_at, agents_fetched_at = agents, self._clock.now(), None
         self._read_server_version()
         if self._failing_since is not None:
             logger.info(
@@ -187,7 +200,12 @@ class GoCDPoller(BaseActor):
             self._attempts = 0
             if self._ticker is not None:
                 self._ticker.set_interval(self._settings.poll_interval)
-        logger.debug("GoCD has %d scheduled jobs and %d agents", len(jobs), len(agents))
+        logger.debug(
+            "GoCD has %d scheduled jobs and %d agents%s",
+            len(jobs),
+            len(agents),
+            "" if read_agents else " (the agents list of the last read)",
+        )
         self._publisher.publish(
             BacklogSnapshot(
                 jobs=jobs,
@@ -195,8 +213,18 @@ class GoCDPoller(BaseActor):
                 fetched_at=self._clock.now(),
                 server_version=self._server_version,
                 timings=tuple(timings),
+                agents_fetched_at=agents_fetched_at,
             )
         )
+
+    def _agents_due(self, now: float) -> bool:
+        """Whether this read of GoCD reads the agents too, or reuses the last list."""
+        if self._agents_at is None:
+            return True
+        # Polls fall every poll_interval, give or take the time a read takes: read the agents at
+        # the poll nearest to agents_interval after the last read: no snapshot reuses a list
+        # older than agents_interval - poll_interval / 2.
+        return now - self._agents_at >= self._settings.agents_every - self._settings.poll_interval / 2
 
     def _failed(self, error: GoCDError, endpoint: str = "") -> None:
         now = self._clock.now()
