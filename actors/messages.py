@@ -43,7 +43,9 @@ __all__ = [
     "FrameworkError",
     "FrameworkRegistered",
     "GoAgent",
+    "GoCDHint",
     "GoCDUnavailable",
+    "HintedPoll",
     "JobReason",
     "KillAgent",
     "LaunchAgents",
@@ -233,6 +235,34 @@ class GoCDUnavailable:
     retry_in: float = 0.0
     #: The read that failed: ``scheduled_jobs`` or ``agents``; "" if unknown.
     endpoint: str = ""
+
+
+@dataclass(frozen=True)
+class GoCDHint:
+    """GoCD says something changed (a notification plugin posted to the webhook): read it soon.
+
+    A hint, never the truth: it only makes the poller read GoCD sooner than its next poll
+    (debounced and rate limited). GoCD neither retries a notification nor keeps it longer
+    than 2 minutes, and sends none when a job is rescheduled, so the regular poll stays.
+    """
+
+    #: ``backlog``: a stage was scheduled, re-run or completed (``stage-status``); ``agents``: an
+    #: agent changed state, e.g. took a job off the queue (``agent-status``).
+    kind: str
+    #: Clock time at which the webhook received it.
+    received_at: float
+    #: What GoCD said, for log lines: ``app/42/build/1 scheduled``, ``agent node-7 Building``.
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class HintedPoll:
+    """Read GoCD now, between two polls: the poller tells it to itself once a burst of
+    :class:`GoCDHint` has settled."""
+
+    #: Clock time the read was due: tells the read the poller waits for from one it cancelled
+    #: when the timer had fired already.
+    due: float
 
 
 # --- GoCD agent changes: requests to the poller and their outcomes ------------

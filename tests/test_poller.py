@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import pytest
 
+from actors.base import Ping
 from actors.clock import ManualClock
 from actors.exceptions import (
     GoCDAuthError,
@@ -32,6 +33,7 @@ from actors.messages import (
     DisableAgent,
     EnableAgent,
     GoAgent,
+    GoCDHint,
     GoCDUnavailable,
     Poll,
     ReadAgent,
@@ -393,6 +395,147 @@ def test_subscribe_and_unknown_messages(clock, recorder):
     poller.on_receive(Poll())
     assert len(recorder.of(BacklogSnapshot)) == 1
     assert poller.on_receive("what?") is None
+
+
+# --- hints: a real actor on a manual clock, synchronised with a ping ------------------------
+
+
+class Hinted:
+    """A started poller on a FakeClient; ``settle()`` returns once it handled all told so far."""
+
+    def __init__(self, clock, recorder, gocd=None, **kw):
+        self.clock, self.recorder, self.client = clock, recorder, FakeClient()
+        self.ref = GoCDPoller.start(
+            settings=gocd or settings("http://gocd.test/go"),
+            clock=clock,
+            subscribers=(recorder,),
+            client=self.client,
+            rng=random.Random(7),
+            **kw,
+        )
+
+    def settle(self):
+        self.ref.ask(Ping(), timeout=10)
+
+    def advance(self, seconds):
+        self.clock.advance(seconds)
+        self.settle()
+
+    def hint(self, kind="backlog", detail="app/1/build/1 scheduled", count=1):
+        for _ in range(count):
+            self.ref.tell(GoCDHint(kind=kind, received_at=self.clock.now(), detail=detail))
+        self.settle()
+
+    def reads(self):
+        """Clock times of the snapshots published so far."""
+        return [s.fetched_at for s in self.recorder.of(BacklogSnapshot)]
+
+
+@pytest.fixture
+def hinted(clock, recorder):
+    made = Hinted(clock, recorder, replace(settings("http://gocd.test/go"), poll_interval=30.0))
+    made.advance(0)  # the first poll
+    return made
+
+
+def test_a_burst_of_hints_is_one_read_after_the_debounce(hinted, clock):
+    start = clock.now()
+    hinted.advance(3)
+    hinted.hint("backlog", count=50)
+    hinted.hint("agents", "agent node-1 Building", count=50)
+    hinted.advance(0.4)
+    assert hinted.reads() == [start]
+    hinted.advance(0.1)
+    assert hinted.reads() == [start, start + 3.5]
+    hinted.advance(26)  # up to the next poll
+    assert hinted.reads() == [start, start + 3.5]
+    hinted.advance(0.5)
+    assert hinted.reads() == [start, start + 3.5, start + 30]
+    assert hinted.client.reads == ["jobs", "agents"] * 3
+
+
+def test_hints_read_at_most_once_per_min_hint_interval(hinted, clock):
+    start = clock.now()
+    hinted.advance(1)
+    for _ in range(40):  # a hint every 0.25s for 10s
+        hinted.hint()
+        hinted.advance(0.25)
+    hinted.advance(0.5)  # the last hints' read, 2s after the one before
+    hinted.advance(5)
+    hinted_reads = [t - start for t in hinted.reads()[1:]]
+    assert hinted_reads == [1.5, 3.5, 5.5, 7.5, 9.5, 11.5]
+
+
+def test_a_poll_answers_the_hints_before_it_and_cancels_their_read(hinted, clock):
+    start = clock.now()
+    hinted.advance(29.8)
+    hinted.hint()
+    assert clock.pending() == 2  # the ticker and the hinted read
+    hinted.advance(0.2)  # the regular poll at 30
+    assert clock.pending() == 1
+    hinted.advance(5)
+    assert hinted.reads() == [start, start + 30]
+
+
+def test_hints_are_ignored_while_gocd_fails(hinted, clock, recorder):
+    hinted.client.jobs = GoCDConnectionError("refused")
+    hinted.advance(30)
+    (down,) = recorder.of(GoCDUnavailable)
+    hinted.client.jobs = (JOB,)
+    for _ in range(10):
+        hinted.hint()
+        hinted.advance(1)
+    assert len(hinted.reads()) == 1 and len(recorder.of(GoCDUnavailable)) == 1
+    hinted.advance(down.retry_in - 10)  # the backoff's own retry
+    assert len(hinted.reads()) == 2
+    hinted.hint()
+    hinted.advance(0.5)
+    assert len(hinted.reads()) == 3  # GoCD answers again: hints count again
+
+
+def test_a_hint_pending_when_gocd_fails_is_dropped(hinted, clock, recorder):
+    hinted.advance(29.8)
+    hinted.hint()
+    hinted.client.jobs = GoCDConnectionError("refused")
+    hinted.advance(0.2)  # the poll fails
+    hinted.advance(1)
+    assert len(recorder.of(GoCDUnavailable)) == 1 and len(hinted.reads()) == 1
+    assert clock.pending() == 1  # the ticker's retry only
+
+
+def test_a_hinted_read_reads_the_agents_whatever_agents_interval_says(clock, recorder):
+    hinted = Hinted(clock, recorder, replace(settings("http://gocd.test/go"), agents_interval=60.0))
+    hinted.advance(0)
+    hinted.advance(10)  # a poll that reuses the agents list
+    assert hinted.client.reads == ["jobs", "agents", "jobs"]
+    hinted.advance(2)
+    hinted.hint("backlog")
+    hinted.advance(0.5)
+    assert hinted.client.reads == ["jobs", "agents", "jobs", "jobs", "agents"]
+    assert recorder.of(BacklogSnapshot)[-1].agents_fetched_at is None
+    hinted.advance(7.5)  # the next poll reuses the hinted read's list
+    assert hinted.client.reads[-1] == "jobs"
+    assert recorder.of(BacklogSnapshot)[-1].agents_fetched_at == clock.now() - 7.5
+
+
+def test_the_first_hint_is_said_at_info_and_every_hint_at_debug(hinted, caplog):
+    with caplog.at_level(logging.DEBUG, logger="actors.gocd.poller"):
+        hinted.hint("backlog", "app/42/build/1 scheduled")
+        hinted.hint("agents", "agent node-7 Building")
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert infos == [
+        "Push notifications are arriving from GoCD (backlog app/42/build/1 scheduled): "
+        "GoCD is read at once on its changes"
+    ]
+    debugs = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any("app/42/build/1 scheduled" in m for m in debugs)
+    assert any("agent node-7 Building" in m for m in debugs)
+
+
+def test_stopping_cancels_a_pending_hinted_read(hinted, clock):
+    hinted.hint()
+    hinted.ref.stop(timeout=10)
+    assert clock.pending() == 0
 
 
 # --- as a real actor against the simulator -------------------------------------------------
