@@ -7,7 +7,8 @@ unknown keys are rejected with a did-you-mean. What comes out is a tree of
 frozen dataclasses: actors never see a ConfigObj.
 
 Secrets (GoCD password and token, the agents' auto-register key, the Mesos
-framework secret, the status server's password and token) come from the file
+framework secret, the status server's password and token, the GoCD webhook's
+secret) come from the file
 itself, from a ``*_file`` next to it, or from an environment variable; never
 from the command line. They are held in
 :class:`Secret`, whose ``repr`` and ``str`` never show the value.
@@ -121,6 +122,9 @@ class GoCDSettings:
     #: Seconds between two reads of the agents list (the heavy request of a big server), at
     #: least ``poll_interval``: a poll in between reuses the last list. None: every poll.
     agents_interval: float | None = None
+    #: Secret of the webhook GoCD's notification plugins post to (``/hooks/gocd/<secret>``, or
+    #: ``/hooks/gocd`` signed with it), from ``webhook_secret_file``; empty: no webhook.
+    webhook_secret: Secret = field(default_factory=lambda: Secret(""))
 
     @property
     def agents_every(self) -> float:
@@ -758,6 +762,8 @@ def _secret(
 
 
 _CONSTRAINT_OPS = ("IS", "LIKE", "UNLIKE")
+#: What a webhook secret may be: URL-safe (RFC 3986 unreserved), long enough not to be guessed.
+_WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9._~-]{16,}")
 
 
 def _parse_constraint(text: str) -> Constraint:
@@ -818,6 +824,14 @@ def _convert(
         problems.append(f"{path}: [gocd] username: password is set but no username")
     if g["ca_bundle"] and not os.path.isfile(g["ca_bundle"]):
         problems.append(f"{path}: [gocd] ca_bundle: {g['ca_bundle']} is not a file")
+    webhook_secret = _secret(
+        g, "gocd", "webhook_secret", "webhook_secret_file", path, environ, problems, inline=False
+    )
+    if webhook_secret and not _WEBHOOK_SECRET_RE.fullmatch(webhook_secret.reveal()):
+        problems.append(
+            f"{path}: [gocd] webhook_secret_file: the secret must be at least 16 characters of A-Z, "
+            "a-z, 0-9, '-', '_', '.' or '~' (it is part of the webhook's URL); e.g. openssl rand -hex 32"
+        )
 
     secret = _secret(m, "mesos", "secret", "secret_file", path, environ, problems, inline=False)
     if secret and not m["principal"]:
@@ -901,6 +915,7 @@ def _convert(
         for name, section, key in (
             ("gocd", g, "password_file"),
             ("gocd", g, "token_file"),
+            ("gocd", g, "webhook_secret_file"),
             ("mesos", m, "secret_file"),
             ("agents", a, "auto_register_key_file"),
             ("http", h, "password_file"),
@@ -921,6 +936,7 @@ def _convert(
             poll_interval=g["poll_interval"],
             max_backoff=max(g["max_backoff"], g["poll_interval"]),
             agents_interval=g["agents_interval"],
+            webhook_secret=webhook_secret,
         ),
         mesos=MesosSettings(
             masters=m["master"],

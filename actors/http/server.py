@@ -14,8 +14,11 @@ Endpoints: ``/healthz`` (200 while every actor of the system is alive),
 ``/status`` (JSON, see :meth:`~actors.http.model.Snapshot.to_json`) and ``/``,
 the status page for people (:mod:`actors.http.page`, ``templates/status.html``).
 With ``[http] username`` and ``password_file`` or ``token_file`` set, every
-endpoint but ``/healthz`` asks for HTTP basic or bearer credentials (401 with
-``WWW-Authenticate: Basic realm="gocd-mesos"`` without them).
+endpoint but ``/healthz`` and the webhook asks for HTTP basic or bearer
+credentials (401 with ``WWW-Authenticate: Basic realm="gocd-mesos"`` without them).
+With ``[gocd] webhook_secret_file`` set, ``POST /hooks/gocd/<secret>`` and signed
+``POST /hooks/gocd`` take GoCD's notifications (:mod:`actors.http.hooks`, its own
+authentication); without it those paths are 404 like any unknown one.
 """
 
 from __future__ import annotations
@@ -42,9 +45,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from actors.clock import Clock
 from actors.config import Profile, Secret
 from actors.exceptions import GocdMesosError
+from actors.http.hooks import HOOK_PATH, GoCDHook, mask_path
 from actors.http.metrics import registry_for
 from actors.http.model import Snapshot, StatusModel
 from actors.http.page import page_context
+from actors.messages import GoCDHint
 
 __all__ = ["StatusServer"]
 
@@ -81,8 +86,13 @@ class StatusServer:
         username: str = "",
         password: Secret | None = None,
         token: Secret | None = None,
+        webhook_secret: Secret | None = None,
+        on_hint: Callable[[GoCDHint], None] | None = None,
     ) -> None:
         self._clock = clock
+        #: The webhook's secret and where its hints go; the webhook is served with both.
+        self._webhook_secret = webhook_secret or Secret("")
+        self._on_hint = on_hint
         self._username = username
         self._password = password or Secret("")
         self._token = token or Secret("")
@@ -165,15 +175,19 @@ class StatusServer:
 
     def _application(self) -> tornado.web.Application:
         args = {"server": self}
+        routes: list[Any] = [
+            (r"/healthz", _Health, args),
+            (r"/readyz", _Ready, args),
+            (r"/metrics", _Metrics, args),
+            (r"/status", _Status, args),
+            (r"/", _Page, args),
+            (r"/favicon.ico", _NoIcon),
+        ]
+        if self._webhook_secret and self._on_hint is not None:
+            hook = {"secret": self._webhook_secret, "clock": self._clock, "on_hint": self._on_hint}
+            routes += [(rf"{HOOK_PATH}/([^/]+)", GoCDHook, hook), (HOOK_PATH, GoCDHook, hook)]
         return tornado.web.Application(
-            [
-                (r"/healthz", _Health, args),
-                (r"/readyz", _Ready, args),
-                (r"/metrics", _Metrics, args),
-                (r"/status", _Status, args),
-                (r"/", _Page, args),
-                (r"/favicon.ico", _NoIcon),
-            ],
+            routes,
             log_function=_log_request,
             template_path=TEMPLATES,
             # Every value in a template is HTML-escaped unless it says otherwise (none does).
@@ -230,7 +244,7 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
     logger.debug(
         "%s %s %d %.1fms",
         handler.request.method,
-        handler.request.path,
+        mask_path(handler.request.path),
         handler.get_status(),
         1000 * handler.request.request_time(),
     )
