@@ -532,6 +532,14 @@ def test_the_first_hint_is_said_at_info_and_every_hint_at_debug(hinted, caplog):
     assert any("agent node-7 Building" in m for m in debugs)
 
 
+def test_every_hint_is_published_for_the_status_server(hinted, clock, recorder):
+    hinted.hint("agents", "agent node-7 Idle")
+    hinted.client.jobs = GoCDConnectionError("refused")
+    hinted.advance(30)
+    hinted.hint("backlog")  # ignored while GoCD fails, yet counted
+    assert [h.kind for h in recorder.of(GoCDHint)] == ["agents", "backlog"]
+
+
 def test_stopping_cancels_a_pending_hinted_read(hinted, clock):
     hinted.hint()
     hinted.ref.stop(timeout=10)

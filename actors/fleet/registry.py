@@ -68,6 +68,7 @@ from actors.messages import (
     FrameworkError,
     FrameworkRegistered,
     GoAgent,
+    GoCDHint,
     GoCDUnavailable,
     KillAgent,
     LaunchAgents,
@@ -417,6 +418,8 @@ class AgentRegistry(BaseActor):
             pass  # the bridge logs it and acts; tasks it cost arrive as TaskUpdates
         elif isinstance(message, OffersHandled):
             pass  # for the status server's metrics: what became of offers is the bridge's
+        elif isinstance(message, GoCDHint):
+            pass  # for the status server's metrics: the snapshot the hint brings is what counts
         elif isinstance(message, (AgentEnabled, AgentDisabled, AgentRead)):
             self._on_agent_outcome(message)
         elif isinstance(message, AgentDeleted):

@@ -117,7 +117,8 @@ class GoCDPoller(BaseActor):
       run too. GoCD before 19.11.0 has no such history: the answer is then
       AgentChangeFailed without a call, and a warning is logged once.
 
-    Publishes to every subscriber: the messages above.
+    Publishes to every subscriber: the messages above, and every GoCDHint it is told
+    (the status server counts them).
     """
 
     def __init__(
@@ -268,6 +269,7 @@ class GoCDPoller(BaseActor):
     # -- hints --
 
     def _hint(self, hint: GoCDHint) -> None:
+        self._publisher.publish(hint)  # for the status server's counts
         if not self._hints_seen:
             self._hints_seen = True
             logger.info(
