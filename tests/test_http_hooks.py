@@ -423,7 +423,23 @@ def test_push_is_off_without_a_secret(clock, hints):
 def test_a_stopped_poller_is_503(hook, hints):
     hints.fail = True
     answer = post(hook, f"/hooks/gocd/{SECRET}", body(AGENT))
-    assert answer.status_code == 503 and answer.json() == {"error": "gocd-mesos is not running"}
+    assert answer.status_code == 503 and answer.json() == {"error": "no GoCD poller is running to take it"}
+
+
+def test_hints_go_where_the_server_is_told_and_503_until_then(clock):
+    server = StatusServer(host="127.0.0.1", port=0, clock=clock, webhook_secret=Secret(SECRET))
+    server.start()
+    try:
+        # Served from the start (an [ha] standby's server is made before its system) ...
+        assert post(server, f"/hooks/gocd/{SECRET}", body(AGENT)).status_code == 503
+        later = Hints()
+        server.hints_to(later)  # ... its poller known once the system runs
+        assert post(server, f"/hooks/gocd/{SECRET}", body(AGENT)).status_code == 200
+        server.hints_to(None)
+        assert post(server, f"/hooks/gocd/{SECRET}", body(AGENT)).status_code == 503
+    finally:
+        server.stop()
+    assert len(later.told) == 1
 
 
 def test_the_status_servers_auth_guards_everything_but_the_hook(clock, hints):

@@ -17,7 +17,8 @@ understood, each on its own path of the status server:
 :class:`GoCDHook` answers at once (GoCD's plugins wait for the answer on their one
 listener thread): 200 ``{}`` once the hint is told, 401 for a wrong secret or
 signature, 413 for a body over :data:`MAX_BODY`, 400 for what is not a
-notification, each with a short JSON ``{"error": ...}``. A notification only ever
+notification, 503 when no poller takes hints (the system is stopping), each with a
+short JSON ``{"error": ...}``. A notification only ever
 hints: the poller reads GoCD sooner, and what it reads decides. The secret never
 appears in a log line: the hook's path is logged as ``/hooks/gocd/****``.
 """
@@ -266,7 +267,7 @@ class GoCDHook(tornado.web.RequestHandler):
             self._on_hint(hint)
         except Exception as e:
             logger.warning("A GoCD notification could not be passed on: %s", e)
-            self._error(503, "gocd-mesos is not running")
+            self._error(503, "no GoCD poller is running to take it")
             return
         self._json(200, {})
 

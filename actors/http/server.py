@@ -90,7 +90,7 @@ class StatusServer:
         on_hint: Callable[[GoCDHint], None] | None = None,
     ) -> None:
         self._clock = clock
-        #: The webhook's secret and where its hints go; the webhook is served with both.
+        #: The webhook's secret (empty: no webhook) and where its hints go (see :meth:`hints_to`).
         self._webhook_secret = webhook_secret or Secret("")
         self._on_hint = on_hint
         self._username = username
@@ -127,6 +127,11 @@ class StatusServer:
         if ":" in host:
             host = f"[{host}]"
         return f"http://{host}:{self.port}/"
+
+    def hints_to(self, on_hint: Callable[[GoCDHint], None] | None) -> None:
+        """Pass the webhook's hints to ``on_hint`` from now on (the system's GoCDPoller); with
+        None, or before a call, the webhook answers 503: no poller takes them."""
+        self._on_hint = on_hint
 
     def snapshot(self) -> Snapshot:
         """The latest status snapshot."""
@@ -183,8 +188,8 @@ class StatusServer:
             (r"/", _Page, args),
             (r"/favicon.ico", _NoIcon),
         ]
-        if self._webhook_secret and self._on_hint is not None:
-            hook = {"secret": self._webhook_secret, "clock": self._clock, "on_hint": self._on_hint}
+        if self._webhook_secret:
+            hook = {"secret": self._webhook_secret, "clock": self._clock, "on_hint": self._hint}
             routes += [(rf"{HOOK_PATH}/([^/]+)", GoCDHook, hook), (HOOK_PATH, GoCDHook, hook)]
         return tornado.web.Application(
             routes,
@@ -195,6 +200,12 @@ class StatusServer:
         )
 
     # --- what the handlers read ----------------------------------------------------------
+
+    def _hint(self, hint: GoCDHint) -> None:
+        on_hint = self._on_hint
+        if on_hint is None:
+            raise GocdMesosError("no GoCD poller takes notifications here")
+        on_hint(hint)
 
     def authorized(self, header: str | None) -> bool:
         """Whether a request with this ``Authorization`` header may read a guarded endpoint."""
