@@ -13,14 +13,27 @@ idle agent ever takes one), so the k-th LAUNCH is the k-th job's.
 from __future__ import annotations
 
 import random
+import re
 import statistics
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from bench.world import PREFIX, World
 
-__all__ = ["burst", "percentiles", "reaction", "resources"]
+__all__ = ["VARIANTS", "burst", "percentiles", "reaction", "reactions", "resources"]
+
+#: The reaction's variants: name -> (``[gocd]`` keys, push). With push the backlog poll is 30 s,
+#: as an operator may set it once push is on: the poll is only the safety net then.
+VARIANTS: dict[str, tuple[dict[str, str], bool]] = {
+    "feed": ({}, False),
+    "feed+push": ({"poll_interval": "30s"}, True),
+}
+#: Real seconds between two jobs of the reaction, at least (at most twice that).
+SPACING = 10.0
+#: The webhook secret of the push variants (a test value: the world is thrown away).
+SECRET = "bench-webhook-secret-0123456789"
 
 
 def percentiles(values: Sequence[float]) -> dict[str, float | None]:
@@ -40,21 +53,33 @@ def _launch_times(world: World) -> list[float]:
     return sorted(t - offset for t in firsts)
 
 
-def reaction(quick: bool, *, gocd: dict[str, str] | None = None, jobs: int | None = None) -> dict[str, Any]:
-    """Seconds from each job scheduled to its agent's LAUNCH and to the job assigned."""
+def reaction(
+    quick: bool, *, gocd: dict[str, str] | None = None, push: bool = False, jobs: int | None = None
+) -> dict[str, Any]:
+    """Seconds from each job scheduled to its agent's LAUNCH, to the agent registered and to the
+    job assigned. With ``push``, the GoCD simulator posts its notifications (as the DigitalOcean
+    plugin does) to the daemon's webhook."""
     count = jobs or (6 if quick else 30)
-    poll = 10.0
-    world = World(
-        gocd={"poll_interval": f"{poll:g}s", **(gocd or {})},
-        profiles={"linux": {"resources": "linux", "max": "100"}},
-    )
+    keys = {"poll_interval": "10s", **(gocd or {})}
+    poll = float(keys["poll_interval"].rstrip("s"))
+    world = World(gocd=keys, profiles={"linux": {"resources": "linux", "max": "100"}})
     rng = random.Random(12)
     try:
-        world.start_daemon()
+        if push:
+            (world.dir / "webhook-secret").write_text(SECRET, encoding="utf-8")
+            (world.dir / "webhook-secret").chmod(0o600)
+            world.gocd["webhook_secret_file"] = str(world.dir / "webhook-secret")
+        daemon = world.start_daemon()
         world.wait_until(lambda: bool(world.gocd_sim.requests), 30, "the daemon's first GoCD read")
+        if push:
+            world.wait_until(lambda: "Status server listening on" in daemon.log(), 30, "the status server")
+            url = re.search(r"Status server listening on (http://\S+/)", daemon.log())
+            assert url is not None, daemon.log()
+            hook = f"{url.group(1)}hooks/gocd/{SECRET}"
+            world.gocd_sim.notify(stage_urls=[hook], agent_urls=[hook])
         locators: list[str] = []
         for _ in range(count):
-            time.sleep(poll * (1.0 + rng.random()))  # one job per one to two poll intervals
+            time.sleep(SPACING * (1.0 + rng.random()))  # one job per 10 to 20 s, at any poll phase
             locators += world.gocd_sim.schedule_jobs(
                 f"r{len(locators)}", resources=["linux"], duration_s=3600
             )
@@ -85,6 +110,27 @@ def reaction(quick: bool, *, gocd: dict[str, str] | None = None, jobs: int | Non
         }
     finally:
         world.stop()
+
+
+def reactions(quick: bool) -> dict[str, Any]:
+    """:func:`reaction` for every variant of :data:`VARIANTS`, side by side (each its own world)."""
+    results: dict[str, Any] = {}
+
+    def measure(name: str, keys: dict[str, str], push: bool) -> None:
+        results[name] = reaction(quick, gocd=keys, push=push)
+
+    threads = [
+        threading.Thread(target=measure, args=(name, keys, push), name=f"reaction-{name}")
+        for name, (keys, push) in VARIANTS.items()
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    missing = set(VARIANTS) - set(results)
+    if missing:
+        raise RuntimeError(f"reaction variants failed: {', '.join(sorted(missing))}")
+    return {name: results[name] for name in VARIANTS}
 
 
 def _feed_reads(world: World, since: int) -> int:
