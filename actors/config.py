@@ -119,6 +119,11 @@ class GoCDSettings:
     poll_interval: float = 10.0
     #: Upper bound, in seconds, of the poll interval while GoCD is failing.
     max_backoff: float = 300.0
+    #: Where the job backlog is read: ``feed`` (the scheduled-jobs feed, deprecated in GoCD
+    #: 25.4.0), ``dashboard`` (the dashboard, stage instance, pipeline config and template
+    #: APIs; GoCD 20.9.0 or later, group-admin or super-admin for the resources), or ``auto``
+    #: (the feed while GoCD serves it, then the dashboard for good).
+    backlog: str = "auto"
     #: Seconds between two reads of the agents list (the heavy request of a big server), at
     #: least ``poll_interval``: a poll in between reuses the last list. None: every poll.
     agents_interval: float | None = None
@@ -935,6 +940,7 @@ def _convert(
             timeout=g["timeout"],
             poll_interval=g["poll_interval"],
             max_backoff=max(g["max_backoff"], g["poll_interval"]),
+            backlog=g["backlog"],
             agents_interval=g["agents_interval"],
             webhook_secret=webhook_secret,
         ),

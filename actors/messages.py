@@ -88,7 +88,8 @@ class Subscribe:
 
 @dataclass(frozen=True)
 class ScheduledJob:
-    """One job waiting for an agent, as the scheduled-jobs feed lists it."""
+    """One job waiting for an agent, as the backlog source lists it (``[gocd] backlog``: the
+    scheduled-jobs feed, or the dashboard with the stage and pipeline config APIs)."""
 
     #: ``pipeline/pipelineCounter/stage/stageCounter/job``; unique per job run.
     locator: str
@@ -115,6 +116,18 @@ class ScheduledJob:
     #: Elastic agent profile the job needs, from the pipeline's config (the feed
     #: does not say); None for a normal job, or when the config could not be read.
     elastic_profile_id: str | None = None
+    #: UUID of the one agent GoCD will give the job, for a "run on all agents" job
+    #: (``<job>-runOnAll-<n>``); None for other jobs, and always None from the feed, which
+    #: does not say (only the dashboard source sees it).
+    pinned_agent: str | None = None
+    #: When GoCD scheduled the job (or re-scheduled it), wall-clock epoch seconds; None from
+    #: the feed, which does not say (only the dashboard source sees it).
+    scheduled_at: float | None = None
+    #: Why the job's resources and elastic profile are unknown (the dashboard source could not
+    #: read its pipeline's config or template: no permission, a ``#{param}`` the pipeline does
+    #: not define); None when they are known. Nothing is launched for such a job
+    #: (``resources-unknown``).
+    resources_unknown: str | None = None
 
 
 @dataclass(frozen=True)
@@ -201,14 +214,20 @@ class BacklogSnapshot:
     #: GoCD server version, e.g. ``25.1.0`` ("" if unknown).
     server_version: str = ""
     #: (endpoint, seconds) of the GoCD reads this snapshot took, wall-clock time for metrics:
-    #: ``scheduled_jobs`` (with the pipeline configs it needed) and ``agents`` (absent when the
-    #: agents list was not read again). Measurements, not content: two snapshots of the same
-    #: GoCD state compare equal whatever their timings.
+    #: ``scheduled_jobs`` (the feed, with the pipeline configs it needed), or ``dashboard``,
+    #: ``stage``, ``pipeline_config`` and ``template`` (one per request of the dashboard source),
+    #: then ``agents`` (absent when the agents list was not read again). Measurements, not
+    #: content: two snapshots of the same GoCD state compare equal whatever their timings.
     timings: tuple[tuple[str, float], ...] = field(default=(), compare=False)
     #: Clock time at which ``agents`` was read, when that was before this snapshot's fetch (the
     #: list of an earlier read, reused); None when the agents were read with the jobs, at
     #: ``fetched_at``.
     agents_fetched_at: float | None = None
+    #: Where the jobs were read: ``feed`` or ``dashboard`` ("" if unknown).
+    backlog_source: str = ""
+    #: What the backlog source could not see, for operators (a missing permission, a
+    #: ``#{param}`` no pipeline defines), one line each; empty when it saw everything.
+    backlog_problems: tuple[str, ...] = ()
 
     @property
     def agents_as_of(self) -> float:
@@ -233,7 +252,8 @@ class GoCDUnavailable:
     attempts: int = 1
     #: Seconds until the next attempt.
     retry_in: float = 0.0
-    #: The read that failed: ``scheduled_jobs`` or ``agents``; "" if unknown.
+    #: The read that failed: ``scheduled_jobs``, ``dashboard``, ``stage``, ``pipeline_config``,
+    #: ``template`` or ``agents``; "" if unknown.
     endpoint: str = ""
 
 
@@ -615,9 +635,11 @@ class JobReason:
     locator: str
     #: One of ``launching``, ``agent-starting``, ``idle-agent-available``,
     #: ``capped-at-max``, ``backoff-after-failures``, ``no-matching-profile``,
-    #: ``not-ours``, ``gocd-data-stale``, ``held-by-policy`` (the ``[judge] policy``
-    #: launches no agent for it now: the ancestor's waiting for its looks, a static fleet's
-    #: job beyond ``min``).
+    #: ``not-ours``, ``pinned-to-agent`` (a "run on all agents" job only the agent it is
+    #: pinned to can take), ``resources-unknown`` (its resources could not be read, see
+    #: :attr:`ScheduledJob.resources_unknown`), ``gocd-data-stale``, ``held-by-policy`` (the
+    #: ``[judge] policy`` launches no agent for it now: the ancestor's waiting for its looks, a
+    #: static fleet's job beyond ``min``).
     reason: str
     #: Profile chosen for the job; None when none applies.
     profile: str | None = None

@@ -4,10 +4,15 @@ Time runs on one ScaledClock shared by the simulators and the daemon, so a
 test covers minutes of simulated time in seconds. Tests synchronise on the
 GoCD simulator's ``wait_for`` (woken by every change) and on the messages the
 daemon publishes to a RecordingRef, never on sleeps.
+
+With ``GOCD_MESOS_SIM_NO_FEED=1`` in the environment the GoCD simulator serves no
+scheduled-jobs feed (a GoCD that dropped its Feeds API), so the whole suite runs
+with the daemon's default ``[gocd] backlog = auto`` reading the dashboard.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -32,6 +37,17 @@ from tests.conftest import RecordingRef
 KEY = "e2e-auto-register-key"
 PREFIX = "gocd-mesos-"
 IMAGE = "gocd/gocd-agent-ubuntu-24.04:v25.1.0"
+
+
+#: Whether the GoCD simulators of the end-to-end tests serve no scheduled-jobs feed.
+NO_FEED = os.environ.get("GOCD_MESOS_SIM_NO_FEED", "") not in ("", "0")
+
+
+def gocd_simulator(clock: Any, **kw: Any) -> GoCDSimulator:
+    """The end-to-end tests' GoCD simulator: security on (user ``admin``), the auto-register key,
+    and no feed under ``GOCD_MESOS_SIM_NO_FEED=1``."""
+    kw.setdefault("feed", not NO_FEED)
+    return GoCDSimulator(clock=clock, auto_register_key=KEY, username="admin", password="admin-secret", **kw)
 
 
 def linux(**overrides: Any) -> Profile:
@@ -127,9 +143,16 @@ def make_system(
     judge: JudgeSettings | None = None,
     register_timeout: float = 120.0,
     poll_interval: float = 5.0,
+    feed: bool | None = None,
+    gocd_options: dict[str, Any] | None = None,
 ) -> System:
+    """Both simulators and the settings of a daemon on them; ``feed`` None follows
+    ``GOCD_MESOS_SIM_NO_FEED``; ``gocd_options`` go to the GoCD simulator."""
     clock = ScaledClock(scale)
-    gocd = GoCDSimulator(clock=clock, auto_register_key=KEY, username="admin", password="admin-secret")
+    options = dict(gocd_options or {})
+    if feed is not None:
+        options["feed"] = feed
+    gocd = gocd_simulator(clock, **options)
     gocd_url = gocd.start()
     mesos = MesosSimulator(clock=clock, agents=nodes, cpus=8, mem=16384, heartbeat_interval=5.0)
     mesos_url = mesos.start()

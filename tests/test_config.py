@@ -124,6 +124,7 @@ def test_defaults():
     s = load_text(MINIMAL)
     assert s.gocd.poll_interval == 10.0
     assert s.gocd.verify_tls is True
+    assert s.gocd.backlog == "auto"
     assert s.mesos.failover_timeout == 7 * 86400
     assert s.mesos.masters == ("http://127.0.0.1:5050",)
     assert s.mesos.driver == "builtin"
@@ -439,6 +440,8 @@ def test_values_that_would_break_the_daemon_are_refused_with_their_range(section
         ("gocd", "poll_interval = 1s"),
         ("gocd", "timeout = 1"),
         ("gocd", "max_backoff = 0"),
+        ("gocd", "backlog = feed"),
+        ("gocd", "backlog = dashboard"),
         ("mesos", "refuse_seconds = 0"),
         ("linux", "idle_timeout = 0"),
         ("linux", "disk = 0"),
@@ -561,6 +564,7 @@ def test_good_profile_names(name):
     ("section", "line", "problem"),
     [
         ("mesos", "driver = mesoz", '[mesos] driver: "mesoz" is not one of: builtin, pymesos'),
+        ("gocd", "backlog = xml", '[gocd] backlog: "xml" is not one of: auto, feed, dashboard'),
         (
             "linux",
             "containerizer = podman",

@@ -181,6 +181,13 @@ def test_deprecation_headers_are_warned_about_once(make_sim, clock, caplog):
     warnings = [r for r in caplog.records if "deprecated" in r.getMessage()]
     assert len(warnings) == 1
     assert "v25.4.0" in warnings[0].getMessage()
+    assert (
+        warnings[0]
+        .getMessage()
+        .endswith(
+            "gocd-mesos reads the backlog from the dashboard once the feed is gone ([gocd] backlog = auto)"
+        )
+    )
 
 
 def test_elastic_profiles_are_read_from_pipeline_configs_and_cached(sim, client, clock):
@@ -202,6 +209,21 @@ def test_elastic_profiles_are_read_from_pipeline_configs_and_cached(sim, client,
     clock.advance(ELASTIC_CACHE_SECONDS + 1)
     client.with_elastic_profiles(client.scheduled_jobs())
     assert len([p for _, p, _ in sim.requests if "/admin/pipelines/" in p]) == 4
+
+
+def test_elastic_profiles_of_a_templated_pipeline_come_from_its_template(sim, client, caplog):
+    """A templated pipeline's config has "stages": null (gocd-api.md 10.1): its jobs are the template's."""
+    sim.define_template(
+        "pods", [{"name": "build", "jobs": [{"name": "pod", "elastic_profile_id": "small-pod"}]}]
+    )
+    sim.define_pipeline("svc", template="pods")
+    sim.trigger_pipeline("svc")
+    with caplog.at_level(logging.WARNING, logger="actors.gocd.client"):
+        (job,) = client.with_elastic_profiles(client.scheduled_jobs())
+    assert (job.locator, job.elastic_profile_id) == ("svc/1/build/1/pod", "small-pod")
+    assert [r for r in caplog.records if "elastic" in r.getMessage()] == []
+    reads = [p for _, p, _ in sim.requests if p.startswith("/go/api/admin/")]
+    assert reads == ["/go/api/admin/pipelines/svc", "/go/api/admin/templates/pods"]
 
 
 def test_elastic_profiles_forbidden_leave_none_and_log_once(make_sim, clock, caplog):
@@ -504,9 +526,10 @@ def test_non_admin_may_read_but_not_change(make_sim, clock):
 
 
 class _Canned(requests.adapters.BaseAdapter):
-    def __init__(self, status: int, body: bytes, content_type: str) -> None:
+    def __init__(self, status: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
         super().__init__()
         self.answer = (status, body, content_type)
+        self.headers = headers or {}
         self.sent: list[requests.PreparedRequest] = []
 
     def send(self, request, **kw):
@@ -515,6 +538,7 @@ class _Canned(requests.adapters.BaseAdapter):
         response = requests.Response()
         response.status_code, response._content, ctype = self.answer
         response.headers["Content-Type"] = ctype
+        response.headers.update(self.headers)
         response.url = request.url
         response.request = request
         return response
@@ -523,8 +547,8 @@ class _Canned(requests.adapters.BaseAdapter):
         pass
 
 
-def _canned_client(clock, status, body, content_type):
-    adapter = _Canned(status, body, content_type)
+def _canned_client(clock, status, body, content_type, headers=None):
+    adapter = _Canned(status, body, content_type, headers)
     session = requests.Session()
     session.mount("http://", adapter)
     return GoCDClient(settings("http://gocd.test/go"), clock=clock, session=session), adapter
@@ -594,3 +618,95 @@ def test_errors_are_one_family():
         GoCDUnprocessable,
     ):
         assert issubclass(kind, GoCDError)
+
+
+# --- the dashboard backlog's reads (canned: the simulator's are tested with the source) ------
+
+V4 = "application/vnd.go.cd.v4+json;charset=utf-8"
+
+
+def test_dashboard_sends_the_etag_back_exactly_and_304_is_not_modified(clock):
+    client, adapter = _canned_client(clock, 304, b"", V4, {"ETag": '"abc--gzip"'})
+    answer = client.dashboard('"abc--gzip"')
+    assert (answer.status, answer.value, answer.etag) == (304, None, '"abc--gzip"')
+    (sent,) = adapter.sent
+    assert sent.url == "http://gocd.test/go/api/dashboard"
+    assert sent.headers["Accept"] == "application/vnd.go.cd.v4+json"
+    assert sent.headers["If-None-Match"] == '"abc--gzip"'
+
+
+def test_dashboard_warming_up_is_202_without_data(clock):
+    body = (
+        b'{"message": "Dashboard is being processed, this may take a few seconds. Please check back later."}'
+    )
+    client, adapter = _canned_client(clock, 202, body, V4)
+    answer = client.dashboard()
+    assert (answer.status, answer.value) == (202, None)
+    assert "If-None-Match" not in adapter.sent[0].headers
+
+
+def test_dashboard_200_is_parsed_with_its_etag(clock):
+    body = b'{"_embedded": {"pipeline_groups": [], "environments": [], "pipelines": [{"name": "app", "last_updated_timestamp": 5, "_embedded": {"instances": []}}]}}'
+    client, _ = _canned_client(clock, 200, body, V4, {"ETag": '"e1"'})
+    answer = client.dashboard()
+    assert answer.status == 200 and answer.etag == '"e1"'
+    assert [p.name for p in answer.value.pipelines] == ["app"]
+
+
+def test_stage_jobs_quotes_the_path_and_asks_for_v3(clock):
+    body = b'{"name": "b 1", "counter": 2, "jobs": [{"name": "unit", "state": "Scheduled", "scheduled_date": 7}]}'
+    client, adapter = _canned_client(clock, 200, body, "application/vnd.go.cd.v3+json;charset=utf-8")
+    (job,) = client.stage_jobs("my app", 12, "b 1", 2)
+    assert (job.name, job.state, job.scheduled_date) == ("unit", "Scheduled", 7)
+    (sent,) = adapter.sent
+    assert sent.url == "http://gocd.test/go/api/stages/my%20app/12/b%201/2"
+    assert sent.headers["Accept"] == "application/vnd.go.cd.v3+json"
+
+
+def test_no_stage_api_is_not_a_missing_stage(clock):
+    text = b"The url you are trying to reach appears to be incorrect."
+    client, _ = _canned_client(clock, 404, text, "text/plain;charset=utf-8")
+    with pytest.raises(GoCDBadResponse, match="no v3 stage instance API here"):
+        client.stage_jobs("app", 1, "build", 1)
+
+
+def test_stage_jobs_500_is_a_server_error(clock):
+    client, _ = _canned_client(clock, 500, b'{"message": "Internal server error"}', "application/json")
+    with pytest.raises(GoCDServerError) as info:
+        client.stage_jobs("app", 1, "build", 1)
+    assert info.value.status == 500
+
+
+@pytest.mark.parametrize(
+    ("call", "accept", "path"),
+    [
+        ("pipeline_config", "application/vnd.go.cd.v11+json", "/go/api/admin/pipelines/my%20app"),
+        ("template_config", "application/vnd.go.cd.v7+json", "/go/api/admin/templates/my%20app"),
+    ],
+)
+def test_configs_are_conditional(clock, call, accept, path):
+    client, adapter = _canned_client(clock, 304, b"", "application/json", {"ETag": '"h1"'})
+    answer = getattr(client, call)("my app", '"h1"')
+    assert (answer.status, answer.value, answer.etag) == (304, None, '"h1"')
+    (sent,) = adapter.sent
+    assert sent.url == "http://gocd.test" + path
+    assert (sent.headers["Accept"], sent.headers["If-None-Match"]) == (accept, '"h1"')
+
+
+def test_a_config_forbidden_is_an_auth_error(clock):
+    body = b'{"message": "You are not authorized to perform this action."}'
+    client, _ = _canned_client(clock, 403, body, "application/vnd.go.cd.v11+json;charset=utf-8")
+    with pytest.raises(GoCDAuthError, match="may not do this") as info:
+        client.pipeline_config("app")
+    assert info.value.status == 403
+
+
+def test_no_config_api_at_all_is_not_a_missing_pipeline(clock):
+    text = b"The url you are trying to reach appears to be incorrect."
+    client, _ = _canned_client(clock, 404, text, "text/plain;charset=utf-8")
+    with pytest.raises(GoCDBadResponse, match=r"serves no v11 of this API here \(it came in GoCD 20\.8\.0"):
+        client.pipeline_config("app")
+    missing = b'{"message": "Pipeline with name \'app\' was not found!"}'
+    client, _ = _canned_client(clock, 404, missing, "application/vnd.go.cd.v11+json;charset=utf-8")
+    with pytest.raises(GoCDNotFound, match="was not found"):
+        client.pipeline_config("app")

@@ -23,10 +23,9 @@ from pathlib import Path
 import pytest
 
 from actors.clock import RealClock
-from actors.sim.gocd import GoCDSimulator
 from actors.sim.mesos import MesosSimulator
 from tests.conftest import ROOT
-from tests.e2e_support import IMAGE, KEY, PREFIX
+from tests.e2e_support import IMAGE, KEY, PREFIX, gocd_simulator
 
 BIN = str(ROOT / "bin" / "gocd-mesosd")
 JOBS = 4
@@ -127,7 +126,7 @@ def wait(predicate, timeout: float, what: str) -> None:
 @pytest.fixture
 def world(tmp_path, zookeeper):
     clock = RealClock()
-    gocd = GoCDSimulator(clock=clock, auto_register_key=KEY, username="admin", password="admin-secret")
+    gocd = gocd_simulator(clock)
     mesos = MesosSimulator(clock=clock, agents=4, cpus=8, mem=16384, heartbeat_interval=2.0)
     gocd_url, mesos_url = gocd.start(), mesos.start()
     zk = f"{zookeeper.hosts}/ha-e2e-{os.getpid()}-{time.monotonic_ns()}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from dataclasses import replace
 
 import pytest
 import requests
@@ -82,6 +83,8 @@ def test_each_endpoint_answers_with_its_status_and_content_type(server, clock):
         "ok": False,
         "mesos_subscribed": False,
         "gocd_fresh": False,
+        "backlog_complete": True,
+        "backlog_problems": [],
     }
     feed(server, clock)
     assert get(server, "/readyz").status_code == 200
@@ -97,6 +100,35 @@ def test_each_endpoint_answers_with_its_status_and_content_type(server, clock):
     gocd = status.json()["gocd"]
     assert gocd["notifications"] == {"agents": 2, "backlog": 1} and gocd["notified_seconds_ago"] == 61
     assert get(server, "/nothing-here").status_code == 404
+
+
+def test_readyz_fails_naming_what_the_backlog_source_cannot_see(server, clock):
+    feed(server, clock)
+    assert get(server, "/readyz").status_code == 200
+    problem = (
+        "user 'svc' may not read the config of pipeline app (403): the resources and elastic profiles of its "
+        "jobs are unknown; the dashboard backlog needs a super-admin, or an admin of the pipeline's group"
+    )
+    snapshot = BacklogSnapshot(
+        jobs=(), agents=(), fetched_at=clock.now(), backlog_source="dashboard", backlog_problems=(problem,)
+    )
+    server.on_message(snapshot)
+    ready = get(server, "/readyz")
+    assert ready.status_code == 503
+    assert ready.json() == {
+        "ok": False,
+        "mesos_subscribed": True,
+        "gocd_fresh": True,
+        "backlog_complete": False,
+        "backlog_problems": [problem],
+    }
+    gocd = get(server, "/status").json()["gocd"]
+    assert (gocd["backlog_source"], gocd["backlog_problems"]) == ("dashboard", [problem])
+    page = get(server, "/").text
+    assert "backlog from the dashboard" in page
+    assert '<li class="bad">user &#x27;svc&#x27; may not read the config of pipeline app (403)' in page
+    server.on_message(replace(snapshot, backlog_problems=()))
+    assert get(server, "/readyz").status_code == 200
 
 
 def test_metrics_carry_every_name_with_the_prefix_and_the_values(server, clock):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from actors.config import JudgeSettings, Profile
 from actors.fleet.judge import Judge, decide
@@ -130,8 +131,50 @@ def test_environment_rule_picks_the_environment_profile():
 
 def test_backlog_that_is_not_agent_demand():
     plan = plan_for(jobs=[job(1, ("windows",)), job(2, (), elastic="k8s"), job(3, name="test-runOnAll-1")])
-    assert reasons(plan) == ["no-matching-profile", "not-ours", "not-ours"]
+    assert reasons(plan) == ["no-matching-profile", "not-ours", "pinned-to-agent"]
+    assert plan.reasons[2].detail == "run on all agents: only the agent it is pinned to can take it"
     assert plan.launches == ()
+
+
+def test_a_job_pinned_to_an_agent_that_is_not_ours_is_no_demand_and_names_the_agent():
+    """The dashboard source knows the agent a run-on-all job is pinned to: whatever its
+    resources, and with every profile below max, nothing is launched for it."""
+    other = go_agent("static-9", state="Building")
+    pinned = replace(job(1, ("linux",), name="smoke-runOnAll-2"), pinned_agent=other.uuid)
+    plan = plan_for(jobs=[pinned, job(2)], agents=[other])
+    assert reasons(plan) == ["pinned-to-agent", "launching"]
+    assert plan.reasons[0].profile is None
+    assert (
+        plan.reasons[0].detail
+        == "run on all agents: pinned to agent static-9 (uuid-static-9), not one of ours"
+    )
+    assert plan.launches == (("small", 1),)
+    assert [p.waiting for p in plan.profiles] == [0, 1, 0]
+
+
+def test_a_job_pinned_to_one_of_our_agents_keeps_it_from_draining():
+    mine = replace(ours("t1", idle_since=NOW - 3600), agent_uuid="uuid-t1")
+    other = replace(ours("t2", idle_since=NOW - 3600), agent_uuid="uuid-t2")
+    pinned = replace(job(1, name="smoke-runOnAll-1"), pinned_agent="uuid-t1")
+    plan = plan_for(jobs=[pinned], fleet=[mine, other], agents=[go_agent("t1", state="Building")])
+    assert reasons(plan) == ["pinned-to-agent"]
+    assert plan.reasons[0].detail == "run on all agents: pinned to agent t1 (uuid-t1), ours (idle)"
+    assert plan.drains == ("t2",)
+    assert plan.launches == ()
+
+
+def test_jobs_whose_resources_are_unknown_launch_nothing_not_even_a_catch_all_profile():
+    """A job without resources fits every profile: with its resources unknown it must not
+    launch the smallest one, nor take an idle agent that may not fit it."""
+    catch_all = Profile(name="any", image="i", cpus=0.5, mem=512, max=10)
+    unknown = replace(job(1, ()), resources_unknown="user 'svc' may not read the pipeline config of p (403)")
+    plan = plan_for(jobs=[unknown, job(2, ())], profiles=(catch_all, *PROFILES), agents=[])
+    assert reasons(plan) == ["resources-unknown", "launching"]
+    assert plan.reasons[0].detail == "user 'svc' may not read the pipeline config of p (403)"
+    assert plan.reasons[0].profile is None
+    assert plan.launches == (("any", 1),)
+    idle = plan_for(jobs=[unknown], agents=[go_agent("static-1", resources=())])
+    assert reasons(idle) == ["resources-unknown"]
 
 
 def test_idle_agents_take_jobs_first_oldest_job_first():

@@ -18,6 +18,7 @@ from actors.exceptions import (
     GoCDServerError,
     GoCDUnprocessable,
 )
+from actors.gocd.backlog import DashboardSource
 from actors.gocd.poller import GoCDPoller, backoff_delay
 from actors.messages import (
     AgentChangeFailed,
@@ -43,6 +44,16 @@ from actors.messages import (
 )
 from actors.sim.gocd import GoCDSimulator
 from tests.conftest import RecordingRef
+from tests.dashboard_support import (
+    FakeGoCD,
+    dashboard,
+    forbidden,
+    instance,
+    job,
+    pipeline,
+    stage,
+    stage_instance,
+)
 from tests.gocd_support import PASSWORD, no_secrets_in_logs, remoting, settings  # noqa: F401 (autouse fixture)
 
 JOB = ScheduledJob(
@@ -161,7 +172,13 @@ def test_poll_publishes_one_snapshot(clock, recorder):
     poller = _poller(clock, recorder)
     poller.on_receive(Poll())
     assert recorder.messages == [
-        BacklogSnapshot(jobs=(JOB,), agents=(AGENT,), fetched_at=clock.now(), server_version="25.1.0")
+        BacklogSnapshot(
+            jobs=(JOB,),
+            agents=(AGENT,),
+            fetched_at=clock.now(),
+            server_version="25.1.0",
+            backlog_source="feed",
+        )
     ]
 
 
@@ -204,6 +221,43 @@ def test_a_snapshot_says_how_long_each_read_took(clock, recorder):
     (snapshot,) = recorder.of(BacklogSnapshot)
     assert [endpoint for endpoint, _ in snapshot.timings] == ["scheduled_jobs", "agents"]
     assert all(seconds >= 0 for _, seconds in snapshot.timings)
+
+
+def test_the_dashboard_backlog_names_its_reads_its_failures_and_its_problems(clock, recorder):
+    """The poller reads whatever source [gocd] backlog names; the source says what it read."""
+    gocd = FakeGoCD()
+    gocd.dash = dashboard([pipeline("app", [instance("app", 1, [stage("build", 1, "Building", "app", 1)])])])
+    gocd.stages[("app", 1, "build", 1)] = stage_instance("app", 1, "build", 1, [job("unit")])
+    gocd.configs["app"] = forbidden()
+    backlog = DashboardSource(gocd, clock=clock)
+    poller = _poller(clock, recorder, FakeClient(), backlog=backlog)
+    poller.on_receive(Poll())
+    (snapshot,) = recorder.of(BacklogSnapshot)
+    assert [endpoint for endpoint, _ in snapshot.timings] == [
+        "dashboard",
+        "stage",
+        "pipeline_config",
+        "agents",
+    ]
+    assert snapshot.backlog_source == "dashboard"
+    (problem,) = snapshot.backlog_problems
+    assert problem.startswith("user 'svc' may not read the config of pipeline app (403)")
+    assert snapshot.jobs[0].resources_unknown == problem
+    gocd.stages[("app", 1, "build", 1)] = GoCDConnectionError(
+        "GET http://gocd.test/go/api/stages/app/1/build/1 failed"
+    )
+    poller.on_receive(Poll())
+    assert recorder.of(GoCDUnavailable)[0].endpoint == "stage"
+
+
+def test_the_poller_builds_the_source_its_settings_name(clock, recorder):
+    poller = GoCDPoller(
+        settings=replace(settings("http://gocd.test/go"), backlog="dashboard"),
+        clock=clock,
+        subscribers=(recorder,),
+        client=FakeClient(),
+    )
+    assert isinstance(poller._backlog, DashboardSource)
 
 
 def test_by_default_every_poll_reads_the_agents(clock, recorder):

@@ -13,8 +13,11 @@ other subscribers (status page, metrics).
 How the default decides, one named pure step after another (each waiting job
 gets exactly one reason):
 
-1. ``_not_ours``: a job that needs an elastic profile, or is pinned to one
-   agent (GoCD's ``runOnAll`` jobs), is ``not-ours``.
+1. ``_not_ours``: jobs no launch of ours can serve are set aside: a job GoCD
+   pins to one agent (its ``runOnAll`` jobs) is ``pinned-to-agent``, a job
+   that needs an elastic profile is ``not-ours``, and a job whose resources
+   could not be read (the dashboard backlog without the rights to read its
+   pipeline's config) is ``resources-unknown``: launching for it would guess.
 2. ``_take_idle_agents``: jobs take idle, enabled agents that GoCD would give
    them (any agent, ours or not, by GoCD's rules), oldest job first:
    ``idle-agent-available``.
@@ -29,7 +32,8 @@ gets exactly one reason):
    ``max`` or beyond ``max_launch_per_cycle`` (``capped-at-max``); else
    ``launching``. ``min`` is kept.
 6. ``_drains``: idle agents of ours above ``min``, idle longer than
-   ``idle_timeout``, longest idle first, never one a waiting job could take;
+   ``idle_timeout``, longest idle first, never one a waiting job could take
+   or is pinned to;
    and agents that reached ``max_jobs`` are retired whatever ``min`` says
    (``min`` is refilled with fresh agents).
 
@@ -112,6 +116,8 @@ REASONS = (
     "backoff-after-failures",
     "no-matching-profile",
     "not-ours",
+    "pinned-to-agent",
+    "resources-unknown",
     "gocd-data-stale",
     "held-by-policy",
 )
@@ -205,6 +211,8 @@ class _Fleet:
     backoff_until: Mapping[str, float]
     #: Probe launches still allowed, for profiles past a backoff whose probe has not registered.
     probe_left: Mapping[str, int]
+    #: The agents that occupy a slot and have registered, by GoCD agent UUID.
+    by_uuid: Mapping[str, FleetAgent]
 
 
 def _count_fleet(fleet: FleetView, now: float) -> _Fleet:
@@ -214,11 +222,14 @@ def _count_fleet(fleet: FleetView, now: float) -> _Fleet:
     leaving: Counter[str] = Counter()
     leaving_hosts: set[str] = set()
     mine: dict[str, list[FleetAgent]] = {}
+    by_uuid: dict[str, FleetAgent] = {}
     for agent in fleet.agents:
         if agent.state in ENDED:
             continue
         active[agent.profile] += 1
         mine.setdefault(agent.profile, []).append(agent)
+        if agent.agent_uuid:
+            by_uuid[agent.agent_uuid] = agent
         if agent.state in IN_FLIGHT:
             in_flight[agent.profile] += 1
         if agent.state in LEAVING or agent.retiring:
@@ -237,6 +248,7 @@ def _count_fleet(fleet: FleetView, now: float) -> _Fleet:
             for b in fleet.backoff
             if b.failures and b.until <= now and not b.probe_registered
         },
+        by_uuid=by_uuid,
     )
 
 
@@ -256,20 +268,47 @@ def _stale(request: Decide, settings: JudgeSettings, now: float) -> str | None:
     return None
 
 
-def _not_ours(waiting: list[_Waiting]) -> tuple[list[_Said], list[_Waiting]]:
-    """Step 1: jobs that need an elastic agent profile, or that GoCD pins to one agent
-    (``runOnAll``), are ``not-ours``. Returns their reasons and the jobs left."""
+def _pinned(job: ScheduledJob) -> bool:
+    """Whether GoCD gives the job to one agent only: a "run on all agents" job, known by its
+    pinned agent (the dashboard source) or by its name (the feed)."""
+    return job.pinned_agent is not None or bool(_RUN_ON_ALL.search(job.name))
+
+
+def _pinned_detail(
+    job: ScheduledJob, go_agents: Mapping[str, GoAgent], mine: Mapping[str, FleetAgent]
+) -> str:
+    if job.pinned_agent is None:
+        return "run on all agents: only the agent it is pinned to can take it"
+    agent = go_agents.get(job.pinned_agent)
+    name = f"{agent.hostname} ({job.pinned_agent})" if agent is not None else job.pinned_agent
+    ours = mine.get(job.pinned_agent)
+    whose = f"ours ({FleetState(ours.state).value})" if ours is not None else "not one of ours"
+    return f"run on all agents: pinned to agent {name}, {whose}"
+
+
+def _not_ours(
+    waiting: list[_Waiting],
+    go_agents: tuple[GoAgent, ...] = (),
+    mine: Mapping[str, FleetAgent] = MappingProxyType({}),
+) -> tuple[list[_Said], list[_Waiting]]:
+    """Step 1: jobs no launch of ours can serve: those GoCD pins to one agent (``runOnAll``)
+    are ``pinned-to-agent``, those that need an elastic agent profile ``not-ours``, those
+    whose resources are unknown ``resources-unknown``. Returns their reasons and the jobs
+    left. ``go_agents`` and ``mine`` (our agents by UUID) only name a pinned job's agent in
+    its detail."""
     said: list[_Said] = []
     left: list[_Waiting] = []
+    agents_by_uuid = {a.uuid: a for a in go_agents} if any(j.pinned_agent for _, j in waiting) else {}
     for i, job in waiting:
-        if job.elastic_profile_id:
+        if _pinned(job):
+            detail = _pinned_detail(job, agents_by_uuid, mine)
+            said.append((i, JobReason(job.locator, "pinned-to-agent", None, detail)))
+        elif job.elastic_profile_id:
             said.append(
                 (i, JobReason(job.locator, "not-ours", None, f"elastic profile {job.elastic_profile_id}"))
             )
-        elif _RUN_ON_ALL.search(job.name):
-            said.append(
-                (i, JobReason(job.locator, "not-ours", None, "pinned to one agent (run on all agents)"))
-            )
+        elif job.resources_unknown is not None:
+            said.append((i, JobReason(job.locator, "resources-unknown", None, job.resources_unknown)))
         else:
             left.append((i, job))
     return said, left
@@ -455,10 +494,13 @@ def _drains(
     taken_idle: Counter[Signature],
     settings: JudgeSettings,
     now: float,
+    pinned: frozenset[str] = frozenset(),
 ) -> dict[str, list[str]]:
     """Step 6: task ids to drain per profile: idle agents that reached ``max_jobs`` (whatever
     ``min`` says), then, with ``scale_down``, idle agents above ``min`` idle longer than
-    ``idle_timeout``, longest idle first, keeping those waiting jobs take (``taken_idle``)."""
+    ``idle_timeout``, longest idle first, keeping those waiting jobs take (``taken_idle``)
+    and those a waiting job is pinned to (agent UUIDs in ``pinned``: disabled, the agent
+    would leave the job waiting for good)."""
     profile_sigs = {p.name: (fold(p.resources), fold(p.environments)) for p in profiles}
     drains: dict[str, list[str]] = {p.name: [] for p in profiles}
     for profile in profiles:
@@ -471,7 +513,7 @@ def _drains(
             )
         if settings.scale_down:
             drains[profile.name].extend(
-                _idle_drains(profile, agents, taken_idle, profile_sigs, drains[profile.name], now)
+                _idle_drains(profile, agents, taken_idle, profile_sigs, drains[profile.name], now, pinned)
             )
     return drains
 
@@ -483,12 +525,17 @@ def _idle_drains(
     profile_sigs: dict[str, Signature],
     already: list[str],
     now: float,
+    pinned: frozenset[str] = frozenset(),
 ) -> list[str]:
     """Idle agents of ``profile`` (``mine``, none ended) to drain: above min, idle too long,
-    longest idle first."""
+    longest idle first, none a waiting job is pinned to (``pinned`` agent UUIDs)."""
     staying = [a for a in mine if not (a.retiring or a.state in LEAVING) and a.task_id not in already]
     idle = sorted(
-        (a for a in staying if a.state == FleetState.IDLE and a.idle_since is not None),
+        (
+            a
+            for a in staying
+            if a.state == FleetState.IDLE and a.idle_since is not None and a.agent_uuid not in pinned
+        ),
         key=lambda a: (a.idle_since, a.task_id),
     )
     # Waiting jobs will take some idle agents of this signature: keep the most
@@ -588,7 +635,7 @@ def _steps_1_to_4(
     """The steps every policy takes first: jobs not ours, jobs idle agents take, the profile
     of the rest, jobs agents in flight cover. Returns the reasons said by each step, the idle
     agents taken by signature, the demand by profile and what is left of it."""
-    not_ours, waiting = _not_ours(list(enumerate(backlog.jobs)))
+    not_ours, waiting = _not_ours(list(enumerate(backlog.jobs)), backlog.agents, fleet.by_uuid)
     idle, signed, taken_idle = _take_idle_agents(waiting, backlog.agents, fleet.leaving_hosts)
     unmatched, demand = _choose_profile(signed, profiles)
     starting, needing = _cover_with_in_flight(demand, fleet.in_flight)
@@ -611,7 +658,8 @@ def decide(request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettin
         profiles, Counter(p.name for _, _, p in wanted), fleet, settings
     )
     launching = _launching_or_capped(wanted, over_max, over_budget, settings)
-    drains = _drains(profiles, fleet, taken_idle, settings, now)
+    pinned = frozenset(job.pinned_agent for job in backlog.jobs if job.pinned_agent)
+    drains = _drains(profiles, fleet, taken_idle, settings, now, pinned)
     reasons = _in_order(len(backlog.jobs), not_ours, idle, unmatched, starting, backing_off, launching)
     return _plan(
         now,

@@ -25,9 +25,9 @@ import json
 import logging
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Generic, NoReturn, TypeVar
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import requests
@@ -45,11 +45,22 @@ from actors.exceptions import (
     GoCDServerError,
     GoCDUnprocessable,
 )
+from actors.gocd.dashboard import (
+    Dashboard,
+    PipelineConfig,
+    StageJob,
+    TemplateConfig,
+    parse_dashboard,
+    parse_pipeline_config,
+    parse_stage_jobs,
+    parse_template_config,
+)
 from actors.messages import BuildDetails, GoAgent, ScheduledJob
 
 __all__ = [
     "AGENTS_API_VERSIONS",
     "JOB_HISTORY_SINCE",
+    "Fetched",
     "GoCDClient",
     "base_job_name",
     "make_session",
@@ -71,8 +82,14 @@ FEED_JOBS_PATH = "/api/feed/jobs/scheduled.xml"
 OLD_JOBS_PATH = "/api/jobs/scheduled.xml"
 #: Agents API versions tried, newest first (``gocd-api.md`` 2.1).
 AGENTS_API_VERSIONS = (7, 6, 5, 4)
-#: Pipeline config API version that has ``elastic_profile_id`` on jobs.
+#: Pipeline config API version that has ``elastic_profile_id`` on jobs (GoCD >= 20.8.0).
 PIPELINE_CONFIG_API_VERSION = 11
+#: Dashboard API version (GoCD 19.5.0 to now, ``gocd-api.md`` 8.1).
+DASHBOARD_API_VERSION = 4
+#: Stage instance API version (GoCD >= 20.9.0, ``gocd-api.md`` 9.1).
+STAGE_API_VERSION = 3
+#: Template config API version (GoCD >= 20.2.0, ``gocd-api.md`` 10.2).
+TEMPLATE_API_VERSION = 7
 #: First GoCD release with the agent job run history API (``gocd-api.md`` 9.3).
 JOB_HISTORY_SINCE = (19, 11, 0)
 #: Jobs per page asked of the job run history: GoCD's smallest, since only the total is read.
@@ -88,6 +105,22 @@ _RUN_MARKER_RE = re.compile(r"^(?P<base>.+)-(?:runOnAll|runInstance)-\d+$")
 def vnd(version: int) -> str:
     """The exact Accept value of GoCD API version ``version`` (GoCD wants nothing else)."""
     return f"application/vnd.go.cd.v{version}+json"
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Fetched(Generic[T]):
+    """The answer to a conditional GET: a new value, or "not modified", or "not ready yet"."""
+
+    #: 200 (``value`` is new), 304 (not modified since ``If-None-Match``: ``value`` is None)
+    #: or 202 (the dashboard is still being built after GoCD started: ``value`` is None).
+    status: int
+    #: The parsed answer on 200; None otherwise.
+    value: T | None = None
+    #: The ``ETag`` to send back as ``If-None-Match``, exactly as GoCD sent it; None if none.
+    etag: str | None = None
 
 
 # --- session ------------------------------------------------------------------
@@ -329,7 +362,8 @@ def base_job_name(name: str) -> str:
 
 def parse_pipeline_elastic_profiles(payload: Any) -> dict[tuple[str, str], str | None]:
     """``(stage, job)`` (case-folded, as GoCD compares names) to ``elastic_profile_id`` from a
-    pipeline config answer (``GET /go/api/admin/pipelines/:name``, v11)."""
+    pipeline config answer (``GET /go/api/admin/pipelines/:name``, v11) or, for a templated
+    pipeline, its template's (``GET /go/api/admin/templates/:name``, v7: the same stages)."""
     stages = payload.get("stages") if isinstance(payload, Mapping) else None
     if not isinstance(stages, list):
         raise ValueError("no stages list in the pipeline config")
@@ -437,7 +471,8 @@ class GoCDClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def with_elastic_profiles(self, jobs: Iterable[ScheduledJob]) -> tuple[ScheduledJob, ...]:
-        """``jobs`` with ``elastic_profile_id`` set from their pipelines' configs.
+        """``jobs`` with ``elastic_profile_id`` set from their pipelines' configs (a templated
+        pipeline's from its template).
 
         Only jobs without resources can be elastic. Configs are cached for
         :data:`ELASTIC_CACHE_SECONDS`; a config that cannot be read (not an
@@ -464,8 +499,15 @@ class GoCDClient:
         profiles: dict[tuple[str, str], str | None] | None
         try:
             response = self._call("GET", path, accept=vnd(PIPELINE_CONFIG_API_VERSION))
+            payload = self._json("GET", path, response)
+            template = payload.get("template") if isinstance(payload, Mapping) else None
+            if isinstance(template, str) and template:
+                # A templated pipeline's config has "stages": null; its jobs are the template's.
+                path = f"/api/admin/templates/{quote(template, safe='')}"
+                response = self._call("GET", path, accept=vnd(TEMPLATE_API_VERSION))
+                payload = self._json("GET", path, response)
             try:
-                profiles = parse_pipeline_elastic_profiles(self._json("GET", path, response))
+                profiles = parse_pipeline_elastic_profiles(payload)
             except ValueError as e:
                 self._fail(GoCDBadResponse, "GET", path, response.status_code, str(e))
         except GoCDError as e:
@@ -481,6 +523,89 @@ class GoCDClient:
                 logger.debug("Cannot read the config of pipeline %s: %s", pipeline, e)
         self._pipelines[pipeline] = (now + ELASTIC_CACHE_SECONDS, profiles)
         return profiles
+
+    def dashboard(self, etag: str | None = None) -> Fetched[Dashboard]:
+        """The dashboard (``GET /go/api/dashboard``, v4, ``gocd-api.md`` 8): 200 with the
+        pipelines the user may view, 304 when ``etag`` still matches, 202 while GoCD is still
+        building it after a start (no data yet: not an empty dashboard)."""
+        path = "/api/dashboard"
+        response = self._send("GET", path, accept=vnd(DASHBOARD_API_VERSION), etag=etag)
+        if response.status_code in (202, 304):
+            return Fetched(response.status_code, None, response.headers.get("ETag") or etag)
+        return self._fetched(path, response, parse_dashboard)
+
+    def stage_jobs(
+        self, pipeline: str, pipeline_counter: int, stage: str, stage_counter: int
+    ) -> tuple[StageJob, ...]:
+        """The jobs of one stage run (``GET /go/api/stages/:p/:pc/:s/:sc``, v3, GoCD >= 20.9.0,
+        ``gocd-api.md`` 9.1), sorted by name as GoCD sends them.
+
+        GoCDServerError on a 500, which GoCD <= 25.4 answers for a stage scheduled a moment
+        ago; GoCDNotFound when the pipeline or its run is gone; GoCDBadResponse when GoCD
+        serves no such API (a 404 that is not JSON: GoCD before 20.9.0), so that a missing
+        API is never taken for a stage without jobs.
+        """
+        path = "/api/stages/" + "/".join(
+            quote(str(part), safe="") for part in (pipeline, pipeline_counter, stage, stage_counter)
+        )
+        response = self._send("GET", path, accept=vnd(STAGE_API_VERSION))
+        self._served(response, path, f"v{STAGE_API_VERSION} stage instance API", "20.9.0")
+        self._check(response, "GET", path)
+        try:
+            return parse_stage_jobs(self._json("GET", path, response))
+        except ValueError as e:
+            self._fail(GoCDBadResponse, "GET", path, response.status_code, str(e))
+
+    def pipeline_config(self, name: str, etag: str | None = None) -> Fetched[PipelineConfig]:
+        """A pipeline's raw config (``GET /go/api/admin/pipelines/:name``, v11, GoCD >= 20.8.0,
+        ``gocd-api.md`` 10.1), or 304 when ``etag`` still matches.
+
+        GoCDAuthError (403) unless the user is a super-admin or an admin of the pipeline's
+        group; GoCDNotFound when the pipeline is not in the config; GoCDBadResponse when GoCD
+        serves no such API (a 404 that is not JSON).
+        """
+        path = f"/api/admin/pipelines/{quote(name, safe='')}"
+        return self._conditional(path, PIPELINE_CONFIG_API_VERSION, etag, parse_pipeline_config, "20.8.0")
+
+    def template_config(self, name: str, etag: str | None = None) -> Fetched[TemplateConfig]:
+        """A pipeline template (``GET /go/api/admin/templates/:name``, v7, GoCD >= 20.2.0,
+        ``gocd-api.md`` 10.2), or 304 when ``etag`` still matches.
+
+        GoCDAuthError (403) unless the user is a super-admin, an admin or viewer of the
+        template, or a group admin where the template allows group admins.
+        """
+        path = f"/api/admin/templates/{quote(name, safe='')}"
+        return self._conditional(path, TEMPLATE_API_VERSION, etag, parse_template_config, "20.2.0")
+
+    def _conditional(
+        self, path: str, version: int, etag: str | None, parse: Callable[[Any], T], since: str
+    ) -> Fetched[T]:
+        response = self._send("GET", path, accept=vnd(version), etag=etag)
+        if response.status_code == 304:
+            return Fetched(304, None, response.headers.get("ETag") or etag)
+        self._served(response, path, f"v{version} of this API", since)
+        return self._fetched(path, response, parse)
+
+    def _served(self, response: requests.Response, path: str, api: str, since: str) -> None:
+        """GoCDBadResponse when GoCD serves no such API here: a 404 that is not JSON (GoCD's
+        text/plain or HTML page, not its JSON "not found"), never to be taken for a missing
+        agent, stage or pipeline."""
+        if response.status_code == 404 and "json" not in _content_type(response):
+            self._fail(
+                GoCDBadResponse,
+                "GET",
+                path,
+                404,
+                f"GoCD serves no {api} here (it came in GoCD {since}; check [gocd] url)",
+            )
+
+    def _fetched(self, path: str, response: requests.Response, parse: Callable[[Any], T]) -> Fetched[T]:
+        self._check(response, "GET", path)
+        try:
+            value = parse(self._json("GET", path, response))
+        except ValueError as e:
+            self._fail(GoCDBadResponse, "GET", path, response.status_code, str(e))
+        return Fetched(response.status_code, value, response.headers.get("ETag"))
 
     def agents(self) -> tuple[GoAgent, ...]:
         """Every agent GoCD knows (``GET /go/api/agents``)."""
@@ -508,14 +633,7 @@ class GoCDClient:
         """
         path = f"/api/agents/{quote(uuid, safe='')}/job_run_history"
         response = self._send("GET", f"{path}?page_size={JOB_HISTORY_PAGE_SIZE}", accept=vnd(1))
-        if response.status_code == 404 and "json" not in _content_type(response):
-            self._fail(
-                GoCDBadResponse,
-                "GET",
-                path,
-                404,
-                "GoCD serves no agent job run history here (it came in GoCD 19.11.0; check [gocd] url)",
-            )
+        self._served(response, path, "agent job run history", "19.11.0")
         self._check(response, "GET", path)
         try:
             return parse_job_history_total(self._json("GET", path, response))
@@ -625,10 +743,19 @@ class GoCDClient:
         return response
 
     def _send(
-        self, method: str, path: str, *, accept: str, body: Mapping[str, Any] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        accept: str,
+        body: Mapping[str, Any] | None = None,
+        etag: str | None = None,
     ) -> requests.Response:
-        """One request; raises GoCDConnectionError when no answer comes, never a requests error."""
+        """One request (conditional with ``If-None-Match: etag``, sent back exactly as GoCD
+        gave it); raises GoCDConnectionError when no answer comes, never a requests error."""
         headers = {"Accept": accept}
+        if etag:
+            headers["If-None-Match"] = etag
         data = None
         if method != "GET":
             # Harmless everywhere, needed by some modifying calls (gocd-api.md 2.4).
@@ -695,6 +822,11 @@ class GoCDClient:
             )
         self._fail(GoCDBadResponse, method, path, status, f"unexpected status {status}: {said}")
 
+    def who(self) -> str:
+        """Who the client calls GoCD as, for messages: ``user 'name'``, ``the access token``, or
+        an anonymous request."""
+        return self._who()
+
     def _who(self) -> str:
         if self._settings.token:
             return "the access token"
@@ -736,12 +868,19 @@ class GoCDClient:
         deprecated_in = response.headers.get("X-GoCD-API-Deprecated-In")
         if deprecated_in and not self._warned_deprecation:
             self._warned_deprecation = True
+            after = {
+                "auto": (
+                    "gocd-mesos reads the backlog from the dashboard once the feed is gone "
+                    "([gocd] backlog = auto)"
+                ),
+                "feed": "set [gocd] backlog = auto or dashboard before GoCD removes it",
+            }
             logger.warning(
-                "GoCD deprecated its scheduled-jobs feed in %s (removal announced for %s, see %s); "
-                "gocd-mesos has no other way to read the backlog",
+                "GoCD deprecated its scheduled-jobs feed in %s (removal announced for %s, see %s); %s",
                 deprecated_in,
                 response.headers.get("X-GoCD-API-Removal-In", "?"),
                 response.headers.get("X-GoCD-API-Deprecation-Info", "the GoCD changelog"),
+                after.get(self._settings.backlog, "gocd-mesos reads the backlog from the dashboard"),
             )
 
     def _scrub(self, text: str) -> str:

@@ -1,7 +1,8 @@
 """The GoCD poller: on every Poll, read the backlog (and the agents when due), publish one snapshot.
 
 :class:`GoCDPoller` is the only actor that talks to GoCD. It owns the
-:class:`~actors.gocd.client.GoCDClient` (and so the HTTP session), polls on a
+:class:`~actors.gocd.client.GoCDClient` (and so the HTTP session) and the
+backlog source ``[gocd] backlog`` names (:mod:`actors.gocd.backlog`), polls on a
 :class:`~actors.clock.Ticker`, reads sooner when GoCD's notifications hint at a
 change, backs off while GoCD fails, and carries out the agent changes other
 actors ask for, publishing their outcomes.
@@ -22,6 +23,7 @@ from actors.base import BaseActor, Publisher
 from actors.clock import Clock, Ticker, Timer, tell_later
 from actors.config import GoCDSettings
 from actors.exceptions import GoCDError, GoCDNotFound, GoCDUnprocessable
+from actors.gocd.backlog import BacklogSource, make_backlog
 from actors.gocd.client import JOB_HISTORY_SINCE, GoCDClient, make_session, version_tuple
 from actors.messages import (
     AgentChangeFailed,
@@ -81,11 +83,11 @@ class GoCDPoller(BaseActor):
     Accepts:
 
     * :class:`~actors.messages.Poll` (from its own Ticker, every
-      ``poll_interval``): fetch the scheduled jobs (with their elastic
-      profiles), then the agents when they are due (every ``agents_interval``:
-      a poll in between reuses the last list, and its snapshot says how old it
-      is in ``agents_fetched_at``), and publish one
-      :class:`~actors.messages.BacklogSnapshot`; on any failure publish
+      ``poll_interval``): read the waiting jobs from the backlog source (the
+      feed or the dashboard, with their elastic profiles), then the agents when
+      they are due (every ``agents_interval``: a poll in between reuses the last
+      list, and its snapshot says how old it is in ``agents_fetched_at``), and
+      publish one :class:`~actors.messages.BacklogSnapshot`; on any failure publish
       :class:`~actors.messages.GoCDUnavailable` instead, never a partial
       snapshot, and poll again after an exponential backoff with jitter, up to
       ``max_backoff``; the first success restores ``poll_interval``.
@@ -129,6 +131,7 @@ class GoCDPoller(BaseActor):
         subscribers: tuple[Any, ...] | list[Any] = (),
         session_factory: Callable[[GoCDSettings], requests.Session] = make_session,
         client: GoCDClient | None = None,
+        backlog: BacklogSource | None = None,
         dry_run: bool = False,
         rng: random.Random | None = None,
         stop_hook: Callable[[str], None] | None = None,
@@ -140,6 +143,7 @@ class GoCDPoller(BaseActor):
         self._clock = clock
         self._publisher = Publisher(subscribers)
         self._client = client or GoCDClient(settings, clock=clock, session=session_factory(settings))
+        self._backlog = backlog or make_backlog(settings.backlog, self._client, clock)
         self._dry_run = dry_run
         self._rng = rng or random.Random()
         self._ticker: Ticker | None = None
@@ -210,20 +214,21 @@ class GoCDPoller(BaseActor):
         return super().on_receive(message)
 
     def _poll(self) -> None:
-        endpoint, timings = "scheduled_jobs", []
+        # The backlog source names its own failed read; "agents" is the poller's.
+        endpoint = ""
+        timings: list[tuple[str, float]] = []
         began = self._clock.now()
         read_agents = self._agents_due(began)
         agents, agents_fetched_at = self._agents, self._agents_at
         try:
-            started = time.perf_counter()
-            jobs = self._client.with_elastic_profiles(self._client.scheduled_jobs())
-            timings.append((endpoint, time.perf_counter() - started))
+            jobs = self._backlog.read()
+            timings.extend(self._backlog.timings)
             if read_agents:
                 endpoint, started = "agents", time.perf_counter()
                 agents = self._client.agents()
                 timings.append((endpoint, time.perf_counter() - started))
         except GoCDError as e:
-            self._failed(e, endpoint)
+            self._failed(e, endpoint or self._backlog.endpoint)
             return
         if read_agents:
             self._agents, self._agents_at, agents_fetched_at = agents, began, None
@@ -252,6 +257,8 @@ class GoCDPoller(BaseActor):
                 server_version=self._server_version,
                 timings=tuple(timings),
                 agents_fetched_at=agents_fetched_at,
+                backlog_source=self._backlog.name,
+                backlog_problems=self._backlog.problems,
             )
         )
 

@@ -128,7 +128,8 @@ class SnapshotCollector(Collector):
         yield decisions
         requests = HistogramMetricFamily(
             "gocd_mesos_gocd_request_seconds",
-            "Seconds each GoCD read took, by endpoint (scheduled_jobs with its pipeline configs, agents).",
+            "Seconds each GoCD read took, by endpoint (scheduled_jobs with its pipeline configs, or "
+            "dashboard, stage, pipeline_config and template; agents).",
             labels=["endpoint"],
         )
         for endpoint, histogram in s.gocd_seconds:

@@ -211,6 +211,11 @@ class Snapshot:
     gocd_version: str = ""
     #: Why GoCD cannot be read now; "" when the last read worked.
     gocd_error: str = ""
+    #: Where the last read found the backlog: ``feed`` or ``dashboard`` ("" before a read).
+    backlog_source: str = ""
+    #: What the backlog source could not see at the last read (a missing permission, a
+    #: ``#{param}`` no pipeline defines); empty when it saw everything.
+    backlog_problems: tuple[str, ...] = ()
     #: Whether the framework is subscribed to a Mesos master.
     mesos_subscribed: bool = False
     #: The master subscribed to ("" unknown).
@@ -225,7 +230,8 @@ class Snapshot:
     drains_total: int = 0
     #: How long the policy took over each plan.
     decision_seconds: Histogram = field(default_factory=Histogram)
-    #: How long each GoCD read took, by endpoint (``scheduled_jobs``, ``agents``).
+    #: How long each GoCD read took, by endpoint (``scheduled_jobs`` or ``dashboard``, ``stage``,
+    #: ``pipeline_config``, ``template``; ``agents``).
     gocd_seconds: tuple[tuple[str, Histogram], ...] = ()
     #: Failed GoCD polls by the endpoint that failed ("" when unknown).
     gocd_errors: tuple[tuple[str, int], ...] = ()
@@ -362,6 +368,8 @@ class Snapshot:
                 "read_seconds_ago": ago(self.gocd_read_at),
                 "version": self.gocd_version,
                 "error": self.gocd_error,
+                "backlog_source": self.backlog_source,
+                "backlog_problems": list(self.backlog_problems),
                 "notifications": dict(self.gocd_notifications),
                 "notified_seconds_ago": ago(self.gocd_notified_at),
             },
@@ -470,6 +478,8 @@ class StatusModel:
                 gocd_version=message.server_version or s.gocd_version,
                 gocd_error="",
                 gocd_seconds=_observed(s.gocd_seconds, message.timings),
+                backlog_source=message.backlog_source,
+                backlog_problems=message.backlog_problems,
             )
         elif isinstance(message, GoCDHint):
             notifications = dict(s.gocd_notifications)

@@ -9,9 +9,10 @@ built, so a taken port fails in the caller's thread before any actor starts;
 :meth:`~StatusServer.stop` ends it and closes the socket.
 
 Endpoints: ``/healthz`` (200 while every actor of the system is alive),
-``/readyz`` (200 while subscribed to Mesos and GoCD was read within
-``stale_after``; for an ``[ha]`` standby, which runs no actors until it leads,
-200 while its ZooKeeper connection is up), ``/metrics`` (Prometheus text, a registry per server) and
+``/readyz`` (200 while subscribed to Mesos, GoCD was read within
+``stale_after`` and the backlog source saw every waiting job's resources, the
+body naming the problems; for an ``[ha]`` standby, which runs no actors until it
+leads, 200 while its ZooKeeper connection is up), ``/metrics`` (Prometheus text, a registry per server) and
 ``/status`` (JSON, see :meth:`~actors.http.model.Snapshot.to_json`) and ``/``,
 the status page for people (:mod:`actors.http.page`, ``templates/status.html``).
 With ``[http] username`` and ``password_file`` or ``token_file`` set, every
@@ -238,14 +239,15 @@ class StatusServer:
         checks: dict[str, Any]
         if not s.leading:
             checks = {"standby": True, "zookeeper_connected": s.zookeeper_connected}
-        else:
-            checks = {
-                "mesos_subscribed": s.mesos_subscribed,
-                "gocd_fresh": s.gocd_fresh(now, self._stale_after),
-            }
-            if s.role:
-                checks["leader"] = True
-        return all(checks.values()), checks
+            return all(checks.values()), checks
+        checks = {
+            "mesos_subscribed": s.mesos_subscribed,
+            "gocd_fresh": s.gocd_fresh(now, self._stale_after),
+            "backlog_complete": not s.backlog_problems,
+        }
+        if s.role:
+            checks["leader"] = True
+        return all(checks.values()), {**checks, "backlog_problems": list(s.backlog_problems)}
 
     def status(self) -> dict[str, Any]:
         return self._latest.to_json(self._clock.now())
