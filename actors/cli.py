@@ -163,6 +163,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     sandbox.add_argument("--report", metavar="FILE", help="write the final numbers as JSON to FILE")
     sandbox.add_argument(
+        "--no-feed",
+        action="store_true",
+        help="the simulated GoCD has no Feeds API, as after its removal: the daemon reads the dashboard",
+    )
+    sandbox.add_argument(
         "--listen",
         type=config.HttpSettings.parse,
         default=config.HttpSettings(),
@@ -183,8 +188,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         or args.report
         or args.time_scale != 1.0
         or args.listen != config.HttpSettings()
+        or args.no_feed
     ):
-        parser.error("--duration, --time-scale, --report and --listen go with --sandbox")
+        parser.error("--duration, --time-scale, --report, --listen and --no-feed go with --sandbox")
     return args
 
 
@@ -317,4 +323,5 @@ def _sandbox(args: argparse.Namespace) -> int:
         report=args.report,
         stop_event=stop_event,
         listen=args.listen,
+        feed=not args.no_feed,
     )

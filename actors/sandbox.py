@@ -338,18 +338,20 @@ def run_sandbox(
     stop_event: threading.Event | None = None,
     line_every: float = 3.0,
     listen: HttpSettings | None = None,
+    feed: bool = True,
 ) -> int:
     """Run the sandbox for ``duration`` wall-clock seconds (None: until ``stop_event``); exit status.
 
     The daemon's status server listens on ``listen`` (default 127.0.0.1:9404); its URL is the
-    first thing printed."""
+    first thing printed. Without ``feed`` the simulated GoCD serves no Feeds API, as a GoCD
+    after its removal: the daemon (``[gocd] backlog = auto``) reads the dashboard instead."""
     from actors.sim.gocd import GoCDSimulator
     from actors.sim.mesos import MesosSimulator
 
     out = out or sys.stdout
     stop_event = stop_event or threading.Event()
     clock = ScaledClock(time_scale)
-    gocd = GoCDSimulator(clock=clock, auto_register_key=KEY)
+    gocd = GoCDSimulator(clock=clock, auto_register_key=KEY, feed=feed)
     mesos = MesosSimulator(clock=clock, agents=4, cpus=8, mem=16384, attributes={"os": "linux"})
     state_dir = tempfile.mkdtemp(prefix="gocd-mesos-sandbox-")
     gocd_url, mesos_url = gocd.start(), mesos.start()

@@ -8,17 +8,27 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 from actors.config import HttpSettings
 from actors.sandbox import REPORT_KEYS, demo_workload, run_sandbox
 from tests.test_app import BIN
 
 
-def test_sandbox_serves_every_servable_job_and_leaves_nothing_behind(tmp_path):
+@pytest.mark.parametrize("feed", [True, False], ids=["feed", "no-feed"])
+def test_sandbox_serves_every_servable_job_and_leaves_nothing_behind(tmp_path, feed):
+    # Without the feed (a GoCD after its removal) the daemon reads the dashboard: the same result.
     report = tmp_path / "r.json"
     out = io.StringIO()
     assert (
         run_sandbox(
-            duration=8, time_scale=20, report=str(report), out=out, line_every=2, listen=HttpSettings(port=0)
+            duration=8,
+            time_scale=20,
+            report=str(report),
+            out=out,
+            line_every=2,
+            listen=HttpSettings(port=0),
+            feed=feed,
         )
         == 0
     )
@@ -65,6 +75,7 @@ def test_sandbox_options_need_sandbox(capsys):
         ["--sandbox", "--time-scale", "0"],
         ["--listen", "127.0.0.1:0", "x.ini"],
         ["--sandbox", "--listen", "nowhere"],
+        ["--no-feed", "x.ini"],
     ):
         try:
             cli.main(argv)
