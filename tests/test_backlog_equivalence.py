@@ -5,10 +5,7 @@ templates whose resources use ``#{param}`` and ``##``, pipelines with their own
 stages or a template, parameters and environments, several stages (automatic or
 manual), "run N instances" and "run on all agents" jobs, elastic profiles, agents
 that take, build, pass and fail jobs, stages run by hand, re-run, cancelled, and
-jobs re-scheduled after a lost agent. (A stage is run by hand only while the rest of
-its instance is idle: the simulator's automatic next stage lacks GoCD's check that
-the stage is not running already, and would run it twice at once, a state GoCD never
-reaches.) Then :class:`FeedSource` and
+jobs re-scheduled after a lost agent. Then :class:`FeedSource` and
 :class:`DashboardSource` read the same server, and their backlogs must be the same
 jobs in the same order with the same resources, environment and elastic profile.
 
@@ -203,14 +200,9 @@ def act(data, sim: GoCDSimulator, clock: ManualClock, pipelines: dict[str, list[
                 name = data.draw(st.sampled_from(sorted(triggered)))
                 counter = data.draw(st.integers(1, triggered[name]))
                 stage = data.draw(st.sampled_from(pipelines[name]))
-                # A stage is run by hand only while no other stage of its instance runs: the
-                # simulator's automatic next stage does not yet check, as GoCD's
-                # ScheduleService.triggerNextStageInPipeline does (isStageActive), that the
-                # stage is not running already, and would run it twice at once.
-                if not running(sim, f"{name}/{counter}/", but=f"{name}/{counter}/{stage}/"):
-                    if action == "rerun":
-                        sim.cancel_stage(name, counter, stage)
-                    sim.run_stage(name, counter, stage)
+                if action == "rerun":
+                    sim.cancel_stage(name, counter, stage)
+                sim.run_stage(name, counter, stage)
             elif action == "reschedule":
                 building = [j["locator"] for j in sim.state()["jobs"] if j["state"] == "building"]
                 if building:
@@ -219,17 +211,6 @@ def act(data, sim: GoCDSimulator, clock: ManualClock, pipelines: dict[str, list[
                 clock.advance(data.draw(st.sampled_from((0.001, 0.5, 3.0))))
         except ValueError:
             pass
-
-
-def running(sim: GoCDSimulator, prefix: str, but: str) -> bool:
-    """Whether a job under ``prefix`` (a pipeline instance's locator) but not under ``but`` (one
-    of its stages) is scheduled or building."""
-    return any(
-        j["locator"].startswith(prefix)
-        and not j["locator"].startswith(but)
-        and j["state"] in ("scheduled", "building")
-        for j in sim.state()["jobs"]
-    )
 
 
 def compared(job: ScheduledJob) -> tuple:
