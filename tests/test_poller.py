@@ -207,6 +207,38 @@ def test_failures_back_off_and_recover(clock, recorder, caplog):
     assert recorder.messages[-1].attempts == 1
 
 
+class AssigningBetweenReads(FakeClient):
+    """GoCD that gives JOB to the idle agent right after the poll's first read, whichever it is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.agents_ = (AGENT,)
+
+    def _assign_after_first_read(self) -> None:
+        if len(self.reads) == 1:
+            self.jobs = ()
+            self.agents_ = (replace(AGENT, agent_state="Building", build_state="Building"),)
+
+    def scheduled_jobs(self):
+        answer = super().scheduled_jobs()
+        self._assign_after_first_read()
+        return answer
+
+    def agents(self):
+        answer = super().agents()
+        self._assign_after_first_read()
+        return answer
+
+
+def test_a_job_assigned_between_the_reads_is_never_seen_waiting_beside_its_busy_agent(clock, recorder):
+    # Read the jobs first and the snapshot would list JOB waiting with every agent building: a
+    # second agent launched for a job that has one. Agents first: JOB is gone, the agent idle.
+    client = AssigningBetweenReads()
+    _poller(clock, recorder, client).on_receive(Poll())
+    (snapshot,) = recorder.of(BacklogSnapshot)
+    assert snapshot.jobs == () and snapshot.agents[0].agent_state == "Idle"
+
+
 def test_a_partial_result_is_never_published(clock, recorder):
     client = FakeClient()
     client.agents_ = GoCDConnectionError("GET http://gocd.test/go/api/agents failed: connection reset")
@@ -219,7 +251,7 @@ def test_a_partial_result_is_never_published(clock, recorder):
 def test_a_snapshot_says_how_long_each_read_took(clock, recorder):
     _poller(clock, recorder, FakeClient()).on_receive(Poll())
     (snapshot,) = recorder.of(BacklogSnapshot)
-    assert [endpoint for endpoint, _ in snapshot.timings] == ["scheduled_jobs", "agents"]
+    assert [endpoint for endpoint, _ in snapshot.timings] == ["agents", "scheduled_jobs"]
     assert all(seconds >= 0 for _, seconds in snapshot.timings)
 
 
@@ -234,10 +266,10 @@ def test_the_dashboard_backlog_names_its_reads_its_failures_and_its_problems(clo
     poller.on_receive(Poll())
     (snapshot,) = recorder.of(BacklogSnapshot)
     assert [endpoint for endpoint, _ in snapshot.timings] == [
+        "agents",
         "dashboard",
         "stage",
         "pipeline_config",
-        "agents",
     ]
     assert snapshot.backlog_source == "dashboard"
     (problem,) = snapshot.backlog_problems
@@ -266,7 +298,7 @@ def test_by_default_every_poll_reads_the_agents(clock, recorder):
     for _ in range(3):
         poller.on_receive(Poll())
         clock.advance(10)
-    assert client.reads == ["jobs", "agents"] * 3
+    assert client.reads == ["agents", "jobs"] * 3
     assert all(s.agents_fetched_at is None for s in recorder.of(BacklogSnapshot))
 
 
@@ -281,7 +313,7 @@ def test_agents_interval_reuses_the_last_list_and_says_how_old_it_is(clock, reco
         poller.on_receive(Poll())
         reads.append(client.reads[before:])
         clock.advance(10)
-    both, jobs = ["jobs", "agents"], ["jobs"]
+    both, jobs = ["agents", "jobs"], ["jobs"]
     assert reads == [both, jobs, jobs, both, jobs, jobs, both]
     snapshots = recorder.of(BacklogSnapshot)
     old = [s.agents_fetched_at for s in snapshots]
@@ -300,7 +332,7 @@ def test_agents_are_read_at_the_poll_nearest_to_agents_interval(clock, recorder)
         poller.on_receive(Poll())
         clock.advance(10.2)
     # 20.4s after the read at 0 is nearer 25s than the 30.6s of the poll after it.
-    assert client.reads == ["jobs", "agents", "jobs", "jobs", "agents", "jobs", "jobs", "agents"]
+    assert client.reads == ["agents", "jobs", "jobs", "agents", "jobs", "jobs", "agents", "jobs"]
 
 
 @pytest.mark.parametrize(
@@ -505,7 +537,7 @@ def test_a_burst_of_hints_is_one_read_after_the_debounce(hinted, clock):
     assert hinted.reads() == [start, start + 3.5]
     hinted.advance(0.5)
     assert hinted.reads() == [start, start + 3.5, start + 30]
-    assert hinted.client.reads == ["jobs", "agents"] * 3
+    assert hinted.client.reads == ["agents", "jobs"] * 3
 
 
 def test_hints_read_at_most_once_per_min_hint_interval(hinted, clock):
@@ -561,11 +593,11 @@ def test_a_hinted_read_reads_the_agents_whatever_agents_interval_says(clock, rec
     hinted = Hinted(clock, recorder, replace(settings("http://gocd.test/go"), agents_interval=60.0))
     hinted.advance(0)
     hinted.advance(10)  # a poll that reuses the agents list
-    assert hinted.client.reads == ["jobs", "agents", "jobs"]
+    assert hinted.client.reads == ["agents", "jobs", "jobs"]
     hinted.advance(2)
     hinted.hint("backlog")
     hinted.advance(0.5)
-    assert hinted.client.reads == ["jobs", "agents", "jobs", "jobs", "agents"]
+    assert hinted.client.reads == ["agents", "jobs", "jobs", "agents", "jobs"]
     assert recorder.of(BacklogSnapshot)[-1].agents_fetched_at is None
     hinted.advance(7.5)  # the next poll reuses the hinted read's list
     assert hinted.client.reads[-1] == "jobs"

@@ -83,10 +83,11 @@ class GoCDPoller(BaseActor):
     Accepts:
 
     * :class:`~actors.messages.Poll` (from its own Ticker, every
-      ``poll_interval``): read the waiting jobs from the backlog source (the
-      feed or the dashboard, with their elastic profiles), then the agents when
-      they are due (every ``agents_interval``: a poll in between reuses the last
-      list, and its snapshot says how old it is in ``agents_fetched_at``), and
+      ``poll_interval``): read the agents when they are due (every
+      ``agents_interval``: a poll in between reuses the last list, and its
+      snapshot says how old it is in ``agents_fetched_at``), then the waiting
+      jobs from the backlog source (the feed or the dashboard, with their
+      elastic profiles): never an agents list newer than the jobs; and
       publish one :class:`~actors.messages.BacklogSnapshot`; on any failure publish
       :class:`~actors.messages.GoCDUnavailable` instead, never a partial
       snapshot, and poll again after an exponential backoff with jitter, up to
@@ -221,12 +222,16 @@ class GoCDPoller(BaseActor):
         read_agents = self._agents_due(began)
         agents, agents_fetched_at = self._agents, self._agents_at
         try:
-            jobs = self._backlog.read()
-            timings.extend(self._backlog.timings)
+            # The agents before the jobs: a job GoCD gives to an agent between the two reads is
+            # then gone from the jobs, not listed waiting beside an agent seen building it,
+            # which would ask a second agent for it. Never an agents list newer than the jobs.
             if read_agents:
                 endpoint, started = "agents", time.perf_counter()
                 agents = self._client.agents()
                 timings.append((endpoint, time.perf_counter() - started))
+                endpoint = ""
+            jobs = self._backlog.read()
+            timings.extend(self._backlog.timings)
         except GoCDError as e:
             self._failed(e, endpoint or self._backlog.endpoint)
             return
