@@ -27,8 +27,10 @@ __all__ = ["VARIANTS", "burst", "percentiles", "reaction", "reactions", "resourc
 #: The reaction's variants: name -> (``[gocd]`` keys, push). With push the backlog poll is 30 s,
 #: as an operator may set it once push is on: the poll is only the safety net then.
 VARIANTS: dict[str, tuple[dict[str, str], bool]] = {
-    "feed": ({}, False),
-    "feed+push": ({"poll_interval": "30s"}, True),
+    "feed": ({"backlog": "feed"}, False),
+    "dashboard": ({"backlog": "dashboard"}, False),
+    "feed+push": ({"backlog": "feed", "poll_interval": "30s"}, True),
+    "dashboard+push": ({"backlog": "dashboard", "poll_interval": "30s"}, True),
 }
 #: Real seconds between two jobs of the reaction, at least (at most twice that).
 SPACING = 10.0
