@@ -282,6 +282,45 @@ def test_stale_offers_lose_the_tasks(sim, client):
     )
 
 
+def test_offer_timeout_rescinds_offers_and_a_late_accept_loses_its_tasks(sim, client, clock):
+    sim.inject_fault("offer_timeout", seconds=10)
+    c, offers = subscribed(client)
+    clock.advance(5)
+    assert len(framework(sim)["offers"]) == 2  # not yet
+    clock.advance(5)
+    rescinded = {c.next("RESCIND", skip=("HEARTBEAT",))["rescind"]["offer_id"]["value"] for _ in offers}
+    assert rescinded == {o["id"]["value"] for o in offers}
+    # The allocator offers the resources anew, under new ids.
+    assert not rescinded & {o["id"] for o in framework(sim)["offers"]}
+    o = offers[0]
+    c.call(launch(o["id"]["value"], task_info("t1", o["agent_id"]["value"])))
+    status = next_status(c, "TASK_LOST")
+    assert status["reason"] == "REASON_INVALID_OFFERS"
+    # seconds 0 turns the timeout off, for the offers outstanding too.
+    outstanding = {o["id"] for o in framework(sim)["offers"]}
+    sim.inject_fault("offer_timeout", seconds=0)
+    clock.advance(60)
+    assert outstanding and outstanding <= {o["id"] for o in framework(sim)["offers"]}
+    with pytest.raises(ValueError):
+        sim.inject_fault("offer_timeout", seconds=-1)
+
+
+def test_calls_lists_the_accepted_calls_with_their_task_ids(sim, client, clock):
+    c, offers = subscribed(client)
+    o = offers[0]
+    c.call(launch(o["id"]["value"], task_info("t1", o["agent_id"]["value"])))
+    next_status(c, "TASK_STARTING")
+    clock.advance(2)
+    c.call({"type": "KILL", "kill": {"task_id": {"value": "t1"}}})
+    assert c.call({"type": "KILL"}).status_code == 400  # refused calls are not listed
+    kinds = [(kind, tasks) for _, kind, fid, tasks in sim.calls if fid == c.framework_id]
+    assert kinds[0] == ("SUBSCRIBE", ())
+    assert ("ACCEPT", ("t1",)) in kinds and ("ACKNOWLEDGE", ("t1",)) in kinds
+    assert kinds[-1] == ("KILL", ("t1",))
+    (kill_at,) = [at for at, kind, _, _ in sim.calls if kind == "KILL"]
+    assert kill_at == clock.now()
+
+
 def test_decline_filters_and_the_subset_rule(clock, agents):
     with MesosSimulator(clock=clock, agents=1, cpus=4, mem=8192, agent_factory=agents) as sim:
         c = StreamClient(sim.url)
