@@ -354,8 +354,9 @@ def test_dry_run_leaves_the_would_launch_line_to_the_judge(clock, tmp_path, capl
     assert [r for r in caplog.records if r.levelno >= logging.INFO and "launch" in r.getMessage()] == []
 
 
-def test_broken_state_file_is_kept_aside(clock, tmp_path, caplog):
-    (tmp_path / "fleet.json").write_text("{not json")
+@pytest.mark.parametrize("content", ["{not json", "[" * 100_000 + "]" * 100_000])
+def test_broken_state_file_is_kept_aside(clock, tmp_path, caplog, content):
+    (tmp_path / "fleet.json").write_text(content)
     h = Harness(clock, tmp_path)
     assert h.states() == {}
     assert (tmp_path / "fleet.json.broken").exists()

@@ -710,7 +710,7 @@ class GoCDClient:
         if "json" in ctype:
             try:
                 obj = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):
                 obj = None
             if isinstance(obj, Mapping):
                 text = str(obj.get("message") or obj.get("error") or text)
@@ -727,6 +727,12 @@ class GoCDClient:
             return json.loads(response.content)
         except ValueError as e:
             self._fail(GoCDBadResponse, method, path, response.status_code, f"malformed JSON ({e})")
+        except RecursionError:
+            # json's C decoder recurses per level: a body nested thousands deep (a broken
+            # proxy's, a hostile server's) is no answer either, and must not kill the poller.
+            self._fail(
+                GoCDBadResponse, method, path, response.status_code, "malformed JSON (nested too deep)"
+            )
 
     def _message(self, method: str, path: str, response: requests.Response) -> str:
         obj = self._json(method, path, response)
