@@ -11,12 +11,14 @@ directly. Three clocks implement it:
   which fires due timers in order on the caller's thread.
 
 :class:`Ticker` tells an actor the same message every interval; it is how
-polling becomes a message.
+polling becomes a message. :func:`tell_later` tells one message once, after a
+delay (a debounced read).
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
 import heapq
 import itertools
 import logging
@@ -27,7 +29,7 @@ from typing import Any
 
 import pykka
 
-__all__ = ["Clock", "ManualClock", "RealClock", "ScaledClock", "Ticker", "Timer"]
+__all__ = ["Clock", "ManualClock", "RealClock", "ScaledClock", "Ticker", "Timer", "tell_later"]
 
 logger = logging.getLogger(__name__)
 
@@ -316,3 +318,18 @@ class Ticker:
             self._ref.tell(self._message)
         except pykka.ActorDeadError:
             self.cancel()
+
+
+def tell_later(clock: Clock, delay: float, actor_ref: pykka.ActorRef[Any], message: Any) -> Timer:
+    """Tell ``message`` to an actor once, ``delay`` seconds of clock time from now.
+
+    The one-shot sibling of :class:`Ticker`: cancel the returned :class:`Timer` to
+    take it back (an actor does in ``on_stop``). A dead actor is shrugged off: that is
+    shutdown.
+    """
+
+    def tell() -> None:
+        with contextlib.suppress(pykka.ActorDeadError):
+            actor_ref.tell(message)
+
+    return clock.call_later(delay, tell)

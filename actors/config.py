@@ -7,7 +7,8 @@ unknown keys are rejected with a did-you-mean. What comes out is a tree of
 frozen dataclasses: actors never see a ConfigObj.
 
 Secrets (GoCD password and token, the agents' auto-register key, the Mesos
-framework secret, the status server's password and token) come from the file
+framework secret, the status server's password and token, the GoCD webhook's
+secret) come from the file
 itself, from a ``*_file`` next to it, or from an environment variable; never
 from the command line. They are held in
 :class:`Secret`, whose ``repr`` and ``str`` never show the value.
@@ -114,10 +115,21 @@ class GoCDSettings:
     ca_bundle: str = ""
     #: Seconds before one HTTP request is abandoned.
     timeout: float = 10.0
-    #: Seconds between two polls of the backlog and the agents.
+    #: Seconds between two polls of the backlog (and of the agents, unless ``agents_interval``).
     poll_interval: float = 10.0
     #: Upper bound, in seconds, of the poll interval while GoCD is failing.
     max_backoff: float = 300.0
+    #: Seconds between two reads of the agents list (the heavy request of a big server), at
+    #: least ``poll_interval``: a poll in between reuses the last list. None: every poll.
+    agents_interval: float | None = None
+    #: Secret of the webhook GoCD's notification plugins post to (``/hooks/gocd/<secret>``, or
+    #: ``/hooks/gocd`` signed with it), from ``webhook_secret_file``; empty: no webhook.
+    webhook_secret: Secret = field(default_factory=lambda: Secret(""))
+
+    @property
+    def agents_every(self) -> float:
+        """Seconds between two reads of the agents list: ``agents_interval``, or ``poll_interval``."""
+        return max(self.agents_interval or 0.0, self.poll_interval)
 
 
 @dataclass(frozen=True)
@@ -758,6 +770,8 @@ def _secret(
 
 
 _CONSTRAINT_OPS = ("IS", "LIKE", "UNLIKE")
+#: What a webhook secret may be: URL-safe (RFC 3986 unreserved), long enough not to be guessed.
+_WEBHOOK_SECRET_RE = re.compile(r"[A-Za-z0-9._~-]{16,}")
 
 
 def _parse_constraint(text: str) -> Constraint:
@@ -818,6 +832,14 @@ def _convert(
         problems.append(f"{path}: [gocd] username: password is set but no username")
     if valid("gocd", "ca_bundle") and g["ca_bundle"] and not os.path.isfile(g["ca_bundle"]):
         problems.append(f"{path}: [gocd] ca_bundle: {g['ca_bundle']} is not a file")
+    webhook_secret = _secret(
+        g, "gocd", "webhook_secret", "webhook_secret_file", path, environ, problems, inline=False
+    )
+    if webhook_secret and not _WEBHOOK_SECRET_RE.fullmatch(webhook_secret.reveal()):
+        problems.append(
+            f"{path}: [gocd] webhook_secret_file: the secret must be at least 16 characters of A-Z, "
+            "a-z, 0-9, '-', '_', '.' or '~' (it is part of the webhook's URL); e.g. openssl rand -hex 32"
+        )
 
     secret = _secret(m, "mesos", "secret", "secret_file", path, environ, problems, inline=False)
     if secret and not m["principal"]:
@@ -863,6 +885,13 @@ def _convert(
             "case, other characters than a-z and 0-9 as '-', at most 20 characters), so rename one"
         )
 
+    agents_set = g["agents_interval"] is not None and valid("gocd", "agents_interval")
+    if agents_set and valid("gocd", "poll_interval") and g["agents_interval"] < g["poll_interval"]:
+        problems.append(
+            f"{path}: [gocd] agents_interval: {g['agents_interval']:g}s is shorter than poll_interval "
+            f"({g['poll_interval']:g}s): the agents are read at most once a poll (leave it out to "
+            "read them at every poll)"
+        )
     if valid("judge", "stale_after"):
         # With poll_interval invalid (and reported) compare with 0, so that
         # stale_after = 0 is reported in this same run.
@@ -874,6 +903,12 @@ def _convert(
                 f"{path}: [judge] stale_after: {j['stale_after']:g}s must be greater than [gocd] "
                 f"poll_interval{shown}: GoCD data ages that much between two polls, so it would "
                 "count as stale in normal operation"
+            )
+        elif agents_set and not j["stale_after"] > g["agents_interval"]:
+            problems.append(
+                f"{path}: [judge] stale_after: {j['stale_after']:g}s must be greater than [gocd] "
+                f"agents_interval ({g['agents_interval']:g}s): the agents list ages that much between "
+                "two reads, so it would count as stale in normal operation"
             )
     backoffs_ok = valid("judge", "backoff_initial") and valid("judge", "backoff_max")
     if backoffs_ok and j["backoff_max"] < j["backoff_initial"]:
@@ -888,6 +923,7 @@ def _convert(
         for name, section, key in (
             ("gocd", g, "password_file"),
             ("gocd", g, "token_file"),
+            ("gocd", g, "webhook_secret_file"),
             ("mesos", m, "secret_file"),
             ("agents", a, "auto_register_key_file"),
             ("http", h, "password_file"),
@@ -907,6 +943,8 @@ def _convert(
             timeout=g["timeout"],
             poll_interval=g["poll_interval"],
             max_backoff=max(g["max_backoff"], g["poll_interval"]),
+            agents_interval=g["agents_interval"],
+            webhook_secret=webhook_secret,
         ),
         mesos=MesosSettings(
             masters=m["master"],
@@ -1025,6 +1063,8 @@ def _convert_profile(name: str, p: Any, path: str, problems: list[str], bad: set
 
 def format_value(value: Any) -> str:
     """A setting's value as the INI file spells it, a secret masked (``****``)."""
+    if value is None:
+        return "(not set)"
     if isinstance(value, Secret):
         return "****" if value else "(not set)"
     if isinstance(value, bool):

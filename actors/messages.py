@@ -43,7 +43,9 @@ __all__ = [
     "FrameworkError",
     "FrameworkRegistered",
     "GoAgent",
+    "GoCDHint",
     "GoCDUnavailable",
+    "HintedPoll",
     "JobReason",
     "KillAgent",
     "LaunchAgents",
@@ -182,7 +184,13 @@ class GoAgent:
 
 @dataclass(frozen=True)
 class BacklogSnapshot:
-    """A consistent view of GoCD: waiting jobs and all agents, fetched together."""
+    """A view of GoCD: waiting jobs and all agents.
+
+    The jobs are read for every snapshot; the agents list may be one read earlier
+    (``[gocd] agents_interval``), never later than the jobs. Whoever decides from agent
+    states takes :attr:`agents_as_of` for the agents and :attr:`as_of` for the snapshot
+    as a whole, never ``fetched_at`` alone.
+    """
 
     #: Jobs waiting for an agent, in scheduled order.
     jobs: tuple[ScheduledJob, ...]
@@ -193,9 +201,24 @@ class BacklogSnapshot:
     #: GoCD server version, e.g. ``25.1.0`` ("" if unknown).
     server_version: str = ""
     #: (endpoint, seconds) of the GoCD reads this snapshot took, wall-clock time for metrics:
-    #: ``scheduled_jobs`` (with the pipeline configs it needed) and ``agents``. Measurements,
-    #: not content: two snapshots of the same GoCD state compare equal whatever their timings.
+    #: ``scheduled_jobs`` (with the pipeline configs it needed) and ``agents`` (absent when the
+    #: agents list was not read again). Measurements, not content: two snapshots of the same
+    #: GoCD state compare equal whatever their timings.
     timings: tuple[tuple[str, float], ...] = field(default=(), compare=False)
+    #: Clock time at which ``agents`` was read, when that was before this snapshot's fetch (the
+    #: list of an earlier read, reused); None when the agents were read with the jobs, at
+    #: ``fetched_at``.
+    agents_fetched_at: float | None = None
+
+    @property
+    def agents_as_of(self) -> float:
+        """Clock time of the agents list: ``agents_fetched_at``, or ``fetched_at`` when None."""
+        return self.fetched_at if self.agents_fetched_at is None else self.agents_fetched_at
+
+    @property
+    def as_of(self) -> float:
+        """The snapshot's freshness: the older of its two reads, the one to judge staleness by."""
+        return min(self.fetched_at, self.agents_as_of)
 
 
 @dataclass(frozen=True)
@@ -212,6 +235,34 @@ class GoCDUnavailable:
     retry_in: float = 0.0
     #: The read that failed: ``scheduled_jobs`` or ``agents``; "" if unknown.
     endpoint: str = ""
+
+
+@dataclass(frozen=True)
+class GoCDHint:
+    """GoCD says something changed (a notification plugin posted to the webhook): read it soon.
+
+    A hint, never the truth: it only makes the poller read GoCD sooner than its next poll
+    (debounced and rate limited). GoCD neither retries a notification nor keeps it longer
+    than 2 minutes, and sends none when a job is rescheduled, so the regular poll stays.
+    """
+
+    #: ``backlog``: a stage was scheduled, re-run or completed (``stage-status``); ``agents``: an
+    #: agent changed state, e.g. took a job off the queue (``agent-status``).
+    kind: str
+    #: Clock time at which the webhook received it.
+    received_at: float
+    #: What GoCD said, for log lines: ``app/42/build/1 scheduled``, ``agent node-7 Building``.
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class HintedPoll:
+    """Read GoCD now, between two polls: the poller tells it to itself once a burst of
+    :class:`GoCDHint` has settled."""
+
+    #: Clock time the read was due: tells the read the poller waits for from one it cancelled
+    #: when the timer had fired already.
+    due: float
 
 
 # --- GoCD agent changes: requests to the poller and their outcomes ------------

@@ -4,7 +4,8 @@
 end-to-end tests and ops tooling that embeds gocd-mesos all start a system
 through it. It starts the AgentRegistry, the Judge, the MesosBridge and the
 GoCDPoller in that order, confirms each with a ping, then serves the status
-server (:mod:`actors.http`, on ``[http] listen``) and returns a
+server (:mod:`actors.http`, on ``[http] listen``, with GoCD's webhook when
+``[gocd] webhook_secret_file`` is set: its hints go to the GoCDPoller) and returns a
 :class:`System`: the actor refs, ``http_url``, ``subscribe``/``unsubscribe`` for listeners of
 the published messages, ``wait()`` and ``stop()``.
 
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
     from actors.fleet.judge import Policy, PolicyFunction
     from actors.http.server import StatusServer
     from actors.mesos.bridge import FrameworkIdStore
+    from actors.messages import GoCDHint
 
 __all__ = ["ActorSpec", "Exit", "Listener", "System", "build_actors", "make_status_server", "run", "start"]
 
@@ -201,6 +203,7 @@ def start(
         # Bound before any actor starts, so a taken port fails first; subscribed before the
         # first message is published; serving once the actors run.
         status_server.watch(lambda: {name: ref.is_alive() for name, ref in system.refs.items()})
+        status_server.hints_to(system.hint)
         system.subscribe(status_server.listener)
         system.http_server = status_server
     for listener in listeners:
@@ -238,6 +241,7 @@ def make_status_server(settings: Settings, clock: Clock) -> StatusServer:
             username=settings.http.username,
             password=settings.http.password,
             token=settings.http.token,
+            webhook_secret=settings.gocd.webhook_secret,
         )
     except GocdMesosError as e:
         logger.error("%s", e)
@@ -343,6 +347,14 @@ class System:
             if ref is not None:
                 with contextlib.suppress(pykka.ActorDeadError):
                     ref.tell(change)
+
+    def hint(self, hint: GoCDHint) -> None:
+        """Tell the GoCDPoller a :class:`~actors.messages.GoCDHint` (the webhook's); raises
+        ``pykka.ActorDeadError`` when it is not running."""
+        poller = self.refs.get("GoCDPoller")
+        if poller is None:
+            raise pykka.ActorDeadError("the GoCDPoller is not running")
+        poller.tell(hint)
 
     def stop_hook(self, reason: str) -> None:
         """Called by an actor that dies, with why: ends the system."""

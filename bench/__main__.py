@@ -12,12 +12,13 @@ import json
 import os
 import platform
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import scale
+from bench import plots, reaction, scale, trace
 
 __all__ = ["SECTIONS", "main", "table"]
 
@@ -51,7 +52,98 @@ def _scale_rows(r: dict[str, Any]) -> list[list[str]]:
     ]
 
 
+def _burst_rows(r: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for name in ("burst", "big_burst"):
+        b = r[name]
+        goal = "within 2 poll cycles" if name == "burst" else "max_launch_per_cycle 100 per cycle"
+        rows.append(
+            [
+                f"{b['jobs']:,} jobs at once -> {b['jobs']:,} LAUNCHes",
+                f"{b['seconds_to_launches']:.1f} s, {b['backlog_reads_to_launches']} backlog reads",
+                goal,
+            ]
+        )
+        rows.append([f"{b['jobs']:,} jobs at once -> all assigned", f"{b['seconds_to_assigned']:.1f} s", ""])
+    return rows
+
+
+def _resources_rows(r: dict[str, Any]) -> list[list[str]]:
+    return [
+        [f"daemon idle CPU (over {r['idle_seconds']:.0f} s)", f"{r['idle_cpu_percent']:.2f} %", "<= 1 %"],
+        [
+            "daemon resident memory, idle",
+            f"{r['rss_mb']:.0f} MB (peak {r['peak_rss_mb']:.0f} MB)",
+            "<= 100 MB",
+        ],
+    ]
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _trace_rows(r: dict[str, Any]) -> list[list[str]]:
+    size = f"{r['hours']:g} h, {r['pipeline_runs']} pipeline runs, {r['jobs']:,} jobs"
+    rows = [
+        [
+            f"trace: {size} (time x{r['scale']:g})",
+            f"ideal {r['ideal']['agent_seconds'] / 3600:.1f} agent-hours",
+            "",
+        ]
+    ]
+    goals = {
+        "default": "<= 1.15 x ideal; p95 <= poll + agent start + 5 s",
+        "ancestor": "modelled near 2.7 x ideal, p95 40 min",
+        "static": f"fleet {sum(r['static_fleet'].values())} sized to default's p95",
+    }
+    for name, p in r["policies"].items():
+        wait, first, later = p["wait"], p["wait_first_stage"], p["wait_later_stages"]
+        rows.append(
+            [
+                f"{name}: agent-seconds / ideal; idle agent-hours",
+                f"{p['vs_ideal']:.2f} x; idle {p['idle_seconds'] / 3600:.1f} h; {p['launches']} launches",
+                goals.get(name, ""),
+            ]
+        )
+        rows.append(
+            [
+                f"{name}: wait p50 / p95 / max (first stage p95; later stages p95)",
+                f"{_seconds(wait['p50'])} / {_seconds(wait['p95'])} / {_seconds(wait['max'])} s "
+                f"({_seconds(first['p95'])}; {_seconds(later['p95'])})",
+                "",
+            ]
+        )
+    return rows
+
+
+def _reaction_rows(r: dict[str, Any]) -> list[list[str]]:
+    rows = []
+    for variant, v in r.items():
+        for step, label in (
+            ("to_launch", "LAUNCH"),
+            ("to_registered", "agent registered"),
+            ("to_assigned", "job assigned"),
+        ):
+            s = v[step]
+            goal = ""
+            if step == "to_launch":
+                goal = "p95 <= 2 s" if "push" in variant else f"p95 <= {v['poll_interval'] + 1:g} s"
+            rows.append(
+                [
+                    f"{variant}: job scheduled -> {label}, p50 / p95 / max ({s['n']} jobs)",
+                    f"{_seconds(s['p50'])} / {_seconds(s['p95'])} / {_seconds(s['max'])} s",
+                    goal,
+                ]
+            )
+    return rows
+
+
+SECTIONS["reaction"] = (reaction.reactions, _reaction_rows)
+SECTIONS["trace"] = (trace.run, _trace_rows)
 SECTIONS["scale"] = (scale.run, _scale_rows)
+SECTIONS["burst"] = (reaction.burst, _burst_rows)
+SECTIONS["resources"] = (reaction.resources, _resources_rows)
 
 
 def table(rows: list[list[str]]) -> str:
@@ -79,22 +171,44 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"machine": machine(), "quick": args.quick, "sections": {}}
+    results: dict[str, Any] = {
+        "machine": machine(),
+        "quick": args.quick,
+        "sections": {},
+        "section_seconds": {},
+    }
     started = time.monotonic()
-    for name, (run, rows) in SECTIONS.items():
-        if args.only and name not in args.only:
+    chosen = [name for name in SECTIONS if not args.only or name in args.only]
+
+    def measure(name: str) -> None:
+        section_started = time.monotonic()
+        figures = SECTIONS[name][0](args.quick)
+        results["sections"][name] = figures
+        results["section_seconds"][name] = round(time.monotonic() - section_started, 1)
+
+    if args.quick:
+        # Small sizes, side by side: the whole quick run stays within a few minutes.
+        threads = [threading.Thread(target=measure, args=(name,), name=name) for name in chosen]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    else:
+        for name in chosen:
+            measure(name)
+    for name in chosen:
+        if name not in results["sections"]:
+            print(f"\n## {name}\n\nfailed: see the traceback above", flush=True)
             continue
         print(f"\n## {name}\n", flush=True)
-        section_started = time.monotonic()
-        figures = run(args.quick)
-        figures["took_seconds"] = time.monotonic() - section_started
-        results["sections"][name] = figures
-        print(table(rows(figures)), flush=True)
+        print(table(SECTIONS[name][1](results["sections"][name])), flush=True)
+    if "trace" in results["sections"]:
+        results["plots"] = [str(path) for path in plots.plot_trace(results["sections"]["trace"], out)]
     results["took_seconds"] = time.monotonic() - started
     path = out / "latest.json"
     path.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     print(f"\n{path}")
-    return 0
+    return 0 if len(results["sections"]) == len(chosen) else 1
 
 
 if __name__ == "__main__":

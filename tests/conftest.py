@@ -64,7 +64,13 @@ def recorder() -> RecordingRef:
 
 
 #: Credentials the tests configure; no log line of the whole suite may contain one.
-WATCHED_SECRETS = ("pw-S3cr3t-9f1c77", "tok-0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b", "admin-secret")
+WATCHED_SECRETS = (
+    "pw-S3cr3t-9f1c77",
+    "tok-0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b",
+    "admin-secret",
+    # The GoCD webhook's secret (it travels in the hook's URL path).
+    "whk-7e3a91c4b2d05f68a1c3e9b7d4f20a56",
+)
 
 
 class SecretWatch(logging.Handler):

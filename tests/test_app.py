@@ -332,3 +332,26 @@ def test_a_secret_file_readable_by_group_or_others_is_a_warning(tmp_path, caplog
         assert lines == [
             f"[agents] auto_register_key_file {key} is readable by {warned} (mode {mode:04o}); chmod 600 it"
         ]
+
+
+def test_a_readable_webhook_secret_file_is_a_warning_too(tmp_path, caplog):
+    from actors.cli import warn_readable_secret_files
+    from actors.config import Settings
+
+    secret = tmp_path / "webhook-secret"
+    secret.write_text("0123456789abcdef0123\n")
+    secret.chmod(0o644)
+    settings = Settings.from_dict(
+        {
+            "gocd": {"url": "http://gocd:8153/go", "webhook_secret_file": str(secret)},
+            "mesos": {"master": "http://m:5050"},
+            "agents": {"auto_register_key": "k"},
+            "profiles": {"linux": {"image": "i"}},
+        }
+    )
+    assert settings.secret_files == (("[gocd] webhook_secret_file", str(secret)),)
+    with caplog.at_level(logging.WARNING):
+        warn_readable_secret_files(settings)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"[gocd] webhook_secret_file {secret} is readable by group and others (mode 0644); chmod 600 it"
+    ]

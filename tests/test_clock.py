@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from actors.clock import ManualClock, RealClock, ScaledClock, Ticker
+from actors.clock import ManualClock, RealClock, ScaledClock, Ticker, tell_later
 from actors.messages import Poll
 
 
@@ -140,3 +140,25 @@ def test_ticker_stops_quietly_when_actor_is_dead(clock: ManualClock, recorder):
 def test_ticker_rejects_bad_interval(clock: ManualClock, recorder):
     with pytest.raises(ValueError):
         Ticker(clock, 0, recorder, Poll())
+
+
+def test_tell_later_tells_once_after_the_delay(clock: ManualClock, recorder):
+    start = clock.now()
+    tell_later(clock, 0.5, recorder, Poll())
+    clock.advance(0.4)
+    assert recorder.messages == []
+    clock.advance(0.1)
+    assert recorder.messages == [Poll()] and clock.now() == start + 0.5
+    clock.advance(100)
+    assert recorder.messages == [Poll()]
+    assert clock.pending() == 0
+
+
+def test_tell_later_can_be_cancelled_and_shrugs_off_a_dead_actor(clock: ManualClock, recorder):
+    tell_later(clock, 1, recorder, Poll()).cancel()
+    clock.advance(2)
+    assert recorder.messages == []
+    tell_later(clock, 1, recorder, Poll())
+    recorder.dead = True
+    clock.advance(2)  # no exception, nothing logged as a failure
+    assert clock.pending() == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from actors import config
-from actors.config import Constraint, Secret, Volume, parse_duration, parse_memsize
+from actors.config import Constraint, GoCDSettings, Secret, Volume, parse_duration, parse_memsize
 from actors.exceptions import ConfigError
 from tests.conftest import SAMPLE_CONFIG
 
@@ -505,6 +505,37 @@ def test_stale_after_must_exceed_the_poll_interval(poll_interval, stale_after, s
     ]
 
 
+def test_agents_interval_is_the_poll_interval_unless_set():
+    s = load_text(MINIMAL)
+    assert (s.gocd.agents_interval, s.gocd.agents_every) == (None, 10.0)
+    assert "agents_interval = (not set)" in config.render(s)
+    assert load_text(with_key("gocd", "poll_interval = 20s")).gocd.agents_every == 20.0
+    s = load_text(with_key("gocd", "agents_interval = 45s"))
+    assert (s.gocd.poll_interval, s.gocd.agents_interval, s.gocd.agents_every) == (10.0, 45.0, 45.0)
+    assert GoCDSettings(url="http://g/go", poll_interval=3).agents_every == 3
+
+
+@pytest.mark.parametrize(
+    ("lines", "problem"),
+    [
+        ("agents_interval = 500ms", '[gocd] agents_interval: "500ms" is too short (must be at least 1s)'),
+        (
+            "agents_interval = 5s",
+            "[gocd] agents_interval: 5s is shorter than poll_interval (10s): the agents are read at most "
+            "once a poll (leave it out to read them at every poll)",
+        ),
+        (
+            "agents_interval = 1m",
+            "[judge] stale_after: 60s must be greater than [gocd] agents_interval (60s): the agents list "
+            "ages that much between two reads, so it would count as stale in normal operation",
+        ),
+    ],
+)
+def test_agents_interval_problems(lines, problem):
+    text = with_key("gocd", lines) + "[judge]\nstale_after = 1m\n"
+    assert problems_of(text) == [f"test.ini: {problem}"]
+
+
 def test_backoff_max_below_backoff_initial_says_the_range():
     text = with_key("judge", "backoff_initial = 1m\nbackoff_max = 30s")
     assert problems_of(text) == [
@@ -770,3 +801,41 @@ def test_ha_is_off_by_default():
 def test_bad_ha_zookeeper(value):
     problems = problems_of(MINIMAL + f"\n[ha]\nzookeeper = {value}\n")
     assert len(problems) == 1 and problems[0].startswith("test.ini: [ha] zookeeper:")
+
+
+WEBHOOK_SECRET = "whk-7e3a91c4b2d05f68a1c3e9b7d4f20a56"
+
+
+def test_the_webhook_secret_comes_from_its_file_and_never_shows(tmp_path):
+    (tmp_path / "webhook").write_text(f"  {WEBHOOK_SECRET}\n")
+    path = tmp_path / "gocd-mesos.ini"
+    path.write_text(with_key("gocd", "webhook_secret_file = webhook"))
+    s = config.load(str(path), environ={})
+    assert s.gocd.webhook_secret.reveal() == WEBHOOK_SECRET
+    out = config.render(s)
+    assert WEBHOOK_SECRET not in out + repr(s) and "webhook_secret = ****" in out
+    assert ("[gocd] webhook_secret_file", str(tmp_path / "webhook")) in s.secret_files
+    # None configured: no webhook.
+    assert not load_text(MINIMAL).gocd.webhook_secret
+
+
+@pytest.mark.parametrize(
+    "secret", ["short-secret", "has a space 0123456789", "slash/0123456789abcdef", "é" * 20]
+)
+def test_a_webhook_secret_that_cannot_be_a_url_path_segment_is_refused(tmp_path, secret):
+    (tmp_path / "webhook").write_text(secret + "\n")
+    problems = problems_of(with_key("gocd", f"webhook_secret_file = {tmp_path / 'webhook'}"))
+    assert problems == [
+        "test.ini: [gocd] webhook_secret_file: the secret must be at least 16 characters of A-Z, a-z, "
+        "0-9, '-', '_', '.' or '~' (it is part of the webhook's URL); e.g. openssl rand -hex 32"
+    ]
+    assert secret not in problems[0]
+
+
+def test_webhook_secret_file_problems(tmp_path):
+    (tmp_path / "empty").write_text("\n")
+    assert problems_of(with_key("gocd", f"webhook_secret_file = {tmp_path / 'empty'}")) == [
+        f"test.ini: [gocd] webhook_secret_file: {tmp_path / 'empty'} is empty"
+    ]
+    (problem,) = problems_of(with_key("gocd", "webhook_secret = inline-secret-0123456789"))
+    assert problem.startswith("test.ini: [gocd] webhook_secret: unknown key")

@@ -380,6 +380,7 @@ def test_registration_post_rules(sim):
         "build_state": "Idle",
         "resources": ["java", "linux"],
         "environments": ["uat"],
+        "registered_at": 1000.0,
     }
     # Registered is registered, whatever key comes next.
     assert _form(sim, "u2", sim.agent_token("u2")).status_code == 200
@@ -403,8 +404,12 @@ def test_sim_agent_registers_with_the_right_key(sim, agents):
 def test_sim_agent_without_the_key_stays_pending_until_approved(sim, agents, clock):
     agent = agents(sim, "host-1", auto_register_key="wrong")
     assert sim.wait_for(lambda s: [a["config_state"] for a in s["agents"]] == ["Pending"])
+    assert sim.state()["agents"][0]["registered_at"] is None  # not registered while Pending
     assert remoting(sim, agent.uuid, "get_work").status_code == 403
+    clock.advance(7)
     raw("PATCH", f"{sim.url}/api/agents/{agent.uuid}", json={"agent_config_state": "Enabled"})
+    # Registered when approved (the benchmark times agents to registration by this).
+    assert sim.state()["agents"][0]["registered_at"] == clock.now()
     while not agent.registered.is_set():  # its next POST, 5 s on, gets 200
         clock.advance(5)
         agent.registered.wait(1)
@@ -776,6 +781,7 @@ def test_control_endpoints(sim, clock):
             "build_state": "Idle",
             "resources": ["linux"],
             "environments": [],
+            "registered_at": 1000.0,
         }
     ]
     bad = requests.post(f"{sim.url[:-3]}/_sim/jobs", json={"job": "no pipeline"}, timeout=5)

@@ -20,6 +20,7 @@ from actors.messages import (
     FleetChanged,
     FleetView,
     FrameworkRegistered,
+    GoCDHint,
     GoCDUnavailable,
     JobReason,
     LeadershipChanged,
@@ -66,6 +67,8 @@ def feed(server: StatusServer, clock) -> None:
     server.on_message(
         FleetChanged(FleetView(agents=agents), launched_total=3, failed_total=1, killed_total=2)
     )
+    for kind in ("backlog", "agents", "agents"):
+        server.on_message(GoCDHint(kind, clock.now(), "from the webhook"))
 
 
 def test_each_endpoint_answers_with_its_status_and_content_type(server, clock):
@@ -91,6 +94,8 @@ def test_each_endpoint_answers_with_its_status_and_content_type(server, clock):
     status = get(server, "/status")
     assert status.status_code == 200 and status.headers["Content-Type"].startswith("application/json")
     assert status.json()["mesos"]["framework_id"] == "fw-1"
+    gocd = status.json()["gocd"]
+    assert gocd["notifications"] == {"agents": 2, "backlog": 1} and gocd["notified_seconds_ago"] == 61
     assert get(server, "/nothing-here").status_code == 404
 
 
@@ -120,6 +125,8 @@ def test_metrics_carry_every_name_with_the_prefix_and_the_values(server, clock):
     assert samples[("gocd_mesos_decisions_total", ())] == 1
     assert samples[("gocd_mesos_leader", ())] == 1
     assert samples[("gocd_mesos_gocd_errors_total", (("endpoint", "agents"),))] == 1
+    assert samples[("gocd_mesos_gocd_notifications_total", (("kind", "backlog"),))] == 1
+    assert samples[("gocd_mesos_gocd_notifications_total", (("kind", "agents"),))] == 2
     agents_read = (("endpoint", "agents"), ("le", "0.25"))
     assert samples[("gocd_mesos_gocd_request_seconds_bucket", agents_read)] == 0
     assert samples[("gocd_mesos_gocd_request_seconds_bucket", (("endpoint", "agents"), ("le", "0.5")))] == 1

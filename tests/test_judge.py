@@ -73,8 +73,11 @@ def plan_for(
     settings=SETTINGS,
     fetched_at=NOW,
     unavailable=None,
+    agents_fetched_at=None,
 ):
-    backlog = BacklogSnapshot(jobs=tuple(jobs), agents=tuple(agents), fetched_at=fetched_at)
+    backlog = BacklogSnapshot(
+        jobs=tuple(jobs), agents=tuple(agents), fetched_at=fetched_at, agents_fetched_at=agents_fetched_at
+    )
     request = Decide(
         backlog=backlog,
         fleet=FleetView(agents=tuple(fleet), backoff=tuple(backoff)),
@@ -240,6 +243,18 @@ def test_stale_data_launches_nothing_for_jobs_and_drains_nothing():
     assert plan.stale and plan.reasons[0].detail == "connection refused" and plan.drains == ()
     empty = decide(Decide(backlog=None, fleet=FleetView()), PROFILES, SETTINGS, NOW)
     assert empty.stale and empty.reasons == ()
+
+
+def test_an_old_agents_list_makes_the_data_stale_though_the_jobs_are_fresh():
+    # [gocd] agents_interval: the jobs were read now, the agents list long ago. The idle agent
+    # may be building by now: nothing is drained (nor launched) on the strength of that list.
+    fleet = [ours("t1", idle_since=NOW - 3600)]
+    plan = plan_for(jobs=[job(1)], fleet=fleet, agents_fetched_at=NOW - 61)
+    assert plan.stale and reasons(plan) == ["gocd-data-stale"]
+    assert plan.reasons[0].detail == "GoCD's agents list is 61s old"
+    assert plan.launches == () and plan.drains == ()
+    fresh_enough = plan_for(jobs=[], fleet=fleet, agents_fetched_at=NOW - 59)
+    assert not fresh_enough.stale and fresh_enough.drains == ("t1",)
 
 
 def test_min_is_kept_even_when_stale():

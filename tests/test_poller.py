@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import logging
 import random
+from dataclasses import replace
 
 import pytest
 
+from actors.base import Ping
 from actors.clock import ManualClock
 from actors.exceptions import (
     GoCDAuthError,
@@ -31,6 +33,7 @@ from actors.messages import (
     DisableAgent,
     EnableAgent,
     GoAgent,
+    GoCDHint,
     GoCDUnavailable,
     Poll,
     ReadAgent,
@@ -65,8 +68,11 @@ class FakeClient:
         self.calls: list[tuple[str, str]] = []
         self.version: str | Exception = "25.1.0"
         self.closed = False
+        #: The backlog and agents reads, in order: "jobs" and "agents".
+        self.reads: list[str] = []
 
     def scheduled_jobs(self):
+        self.reads.append("jobs")
         if isinstance(self.jobs, Exception):
             raise self.jobs
         return self.jobs
@@ -75,6 +81,7 @@ class FakeClient:
         return tuple(jobs)
 
     def agents(self):
+        self.reads.append("agents")
         if isinstance(self.agents_, Exception):
             raise self.agents_
         return self.agents_
@@ -111,9 +118,9 @@ class FakeClient:
         self.closed = True
 
 
-def _poller(clock, recorder, client=None, **kw):
+def _poller(clock, recorder, client=None, gocd=None, **kw):
     return GoCDPoller(
-        settings=settings("http://gocd.test/go"),
+        settings=gocd or settings("http://gocd.test/go"),
         clock=clock,
         subscribers=(recorder,),
         client=client or FakeClient(),
@@ -197,6 +204,49 @@ def test_a_snapshot_says_how_long_each_read_took(clock, recorder):
     (snapshot,) = recorder.of(BacklogSnapshot)
     assert [endpoint for endpoint, _ in snapshot.timings] == ["scheduled_jobs", "agents"]
     assert all(seconds >= 0 for _, seconds in snapshot.timings)
+
+
+def test_by_default_every_poll_reads_the_agents(clock, recorder):
+    client = FakeClient()
+    poller = _poller(clock, recorder, client)
+    for _ in range(3):
+        poller.on_receive(Poll())
+        clock.advance(10)
+    assert client.reads == ["jobs", "agents"] * 3
+    assert all(s.agents_fetched_at is None for s in recorder.of(BacklogSnapshot))
+
+
+def test_agents_interval_reuses_the_last_list_and_says_how_old_it_is(clock, recorder):
+    client = FakeClient()
+    gocd = replace(settings("http://gocd.test/go"), agents_interval=30.0)
+    poller = _poller(clock, recorder, client, gocd)
+    start = clock.now()
+    reads = []
+    for _ in range(7):  # polls at 0, 10, ..., 60
+        before = len(client.reads)
+        poller.on_receive(Poll())
+        reads.append(client.reads[before:])
+        clock.advance(10)
+    both, jobs = ["jobs", "agents"], ["jobs"]
+    assert reads == [both, jobs, jobs, both, jobs, jobs, both]
+    snapshots = recorder.of(BacklogSnapshot)
+    old = [s.agents_fetched_at for s in snapshots]
+    assert old == [None, start, start, None, start + 30, start + 30, None]
+    assert [s.agents_as_of - start for s in snapshots] == [0, 0, 0, 30, 30, 30, 60]
+    assert [s.as_of for s in snapshots] == [s.agents_as_of for s in snapshots]
+    assert [endpoint for endpoint, _ in snapshots[1].timings] == ["scheduled_jobs"]
+    assert snapshots[1].agents == (AGENT,)
+
+
+def test_agents_are_read_at_the_poll_nearest_to_agents_interval(clock, recorder):
+    client = FakeClient()
+    gocd = replace(settings("http://gocd.test/go"), agents_interval=25.0)
+    poller = _poller(clock, recorder, client, gocd)
+    for _ in range(5):  # polls at 0, 10, 20, 30, 40; the reads a little late each time
+        poller.on_receive(Poll())
+        clock.advance(10.2)
+    # 20.4s after the read at 0 is nearer 25s than the 30.6s of the poll after it.
+    assert client.reads == ["jobs", "agents", "jobs", "jobs", "agents", "jobs", "jobs", "agents"]
 
 
 @pytest.mark.parametrize(
@@ -345,6 +395,155 @@ def test_subscribe_and_unknown_messages(clock, recorder):
     poller.on_receive(Poll())
     assert len(recorder.of(BacklogSnapshot)) == 1
     assert poller.on_receive("what?") is None
+
+
+# --- hints: a real actor on a manual clock, synchronised with a ping ------------------------
+
+
+class Hinted:
+    """A started poller on a FakeClient; ``settle()`` returns once it handled all told so far."""
+
+    def __init__(self, clock, recorder, gocd=None, **kw):
+        self.clock, self.recorder, self.client = clock, recorder, FakeClient()
+        self.ref = GoCDPoller.start(
+            settings=gocd or settings("http://gocd.test/go"),
+            clock=clock,
+            subscribers=(recorder,),
+            client=self.client,
+            rng=random.Random(7),
+            **kw,
+        )
+
+    def settle(self):
+        self.ref.ask(Ping(), timeout=10)
+
+    def advance(self, seconds):
+        self.clock.advance(seconds)
+        self.settle()
+
+    def hint(self, kind="backlog", detail="app/1/build/1 scheduled", count=1):
+        for _ in range(count):
+            self.ref.tell(GoCDHint(kind=kind, received_at=self.clock.now(), detail=detail))
+        self.settle()
+
+    def reads(self):
+        """Clock times of the snapshots published so far."""
+        return [s.fetched_at for s in self.recorder.of(BacklogSnapshot)]
+
+
+@pytest.fixture
+def hinted(clock, recorder):
+    made = Hinted(clock, recorder, replace(settings("http://gocd.test/go"), poll_interval=30.0))
+    made.advance(0)  # the first poll
+    return made
+
+
+def test_a_burst_of_hints_is_one_read_after_the_debounce(hinted, clock):
+    start = clock.now()
+    hinted.advance(3)
+    hinted.hint("backlog", count=50)
+    hinted.hint("agents", "agent node-1 Building", count=50)
+    hinted.advance(0.4)
+    assert hinted.reads() == [start]
+    hinted.advance(0.1)
+    assert hinted.reads() == [start, start + 3.5]
+    hinted.advance(26)  # up to the next poll
+    assert hinted.reads() == [start, start + 3.5]
+    hinted.advance(0.5)
+    assert hinted.reads() == [start, start + 3.5, start + 30]
+    assert hinted.client.reads == ["jobs", "agents"] * 3
+
+
+def test_hints_read_at_most_once_per_min_hint_interval(hinted, clock):
+    start = clock.now()
+    hinted.advance(1)
+    for _ in range(40):  # a hint every 0.25s for 10s
+        hinted.hint()
+        hinted.advance(0.25)
+    hinted.advance(0.5)  # the last hints' read, 2s after the one before
+    hinted.advance(5)
+    hinted_reads = [t - start for t in hinted.reads()[1:]]
+    assert hinted_reads == [1.5, 3.5, 5.5, 7.5, 9.5, 11.5]
+
+
+def test_a_poll_answers_the_hints_before_it_and_cancels_their_read(hinted, clock):
+    start = clock.now()
+    hinted.advance(29.8)
+    hinted.hint()
+    assert clock.pending() == 2  # the ticker and the hinted read
+    hinted.advance(0.2)  # the regular poll at 30
+    assert clock.pending() == 1
+    hinted.advance(5)
+    assert hinted.reads() == [start, start + 30]
+
+
+def test_hints_are_ignored_while_gocd_fails(hinted, clock, recorder):
+    hinted.client.jobs = GoCDConnectionError("refused")
+    hinted.advance(30)
+    (down,) = recorder.of(GoCDUnavailable)
+    hinted.client.jobs = (JOB,)
+    for _ in range(10):
+        hinted.hint()
+        hinted.advance(1)
+    assert len(hinted.reads()) == 1 and len(recorder.of(GoCDUnavailable)) == 1
+    hinted.advance(down.retry_in - 10)  # the backoff's own retry
+    assert len(hinted.reads()) == 2
+    hinted.hint()
+    hinted.advance(0.5)
+    assert len(hinted.reads()) == 3  # GoCD answers again: hints count again
+
+
+def test_a_hint_pending_when_gocd_fails_is_dropped(hinted, clock, recorder):
+    hinted.advance(29.8)
+    hinted.hint()
+    hinted.client.jobs = GoCDConnectionError("refused")
+    hinted.advance(0.2)  # the poll fails
+    hinted.advance(1)
+    assert len(recorder.of(GoCDUnavailable)) == 1 and len(hinted.reads()) == 1
+    assert clock.pending() == 1  # the ticker's retry only
+
+
+def test_a_hinted_read_reads_the_agents_whatever_agents_interval_says(clock, recorder):
+    hinted = Hinted(clock, recorder, replace(settings("http://gocd.test/go"), agents_interval=60.0))
+    hinted.advance(0)
+    hinted.advance(10)  # a poll that reuses the agents list
+    assert hinted.client.reads == ["jobs", "agents", "jobs"]
+    hinted.advance(2)
+    hinted.hint("backlog")
+    hinted.advance(0.5)
+    assert hinted.client.reads == ["jobs", "agents", "jobs", "jobs", "agents"]
+    assert recorder.of(BacklogSnapshot)[-1].agents_fetched_at is None
+    hinted.advance(7.5)  # the next poll reuses the hinted read's list
+    assert hinted.client.reads[-1] == "jobs"
+    assert recorder.of(BacklogSnapshot)[-1].agents_fetched_at == clock.now() - 7.5
+
+
+def test_the_first_hint_is_said_at_info_and_every_hint_at_debug(hinted, caplog):
+    with caplog.at_level(logging.DEBUG, logger="actors.gocd.poller"):
+        hinted.hint("backlog", "app/42/build/1 scheduled")
+        hinted.hint("agents", "agent node-7 Building")
+    infos = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert infos == [
+        "Push notifications are arriving from GoCD (backlog app/42/build/1 scheduled): "
+        "GoCD is read at once on its changes"
+    ]
+    debugs = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any("app/42/build/1 scheduled" in m for m in debugs)
+    assert any("agent node-7 Building" in m for m in debugs)
+
+
+def test_every_hint_is_published_for_the_status_server(hinted, clock, recorder):
+    hinted.hint("agents", "agent node-7 Idle")
+    hinted.client.jobs = GoCDConnectionError("refused")
+    hinted.advance(30)
+    hinted.hint("backlog")  # ignored while GoCD fails, yet counted
+    assert [h.kind for h in recorder.of(GoCDHint)] == ["agents", "backlog"]
+
+
+def test_stopping_cancels_a_pending_hinted_read(hinted, clock):
+    hinted.hint()
+    hinted.ref.stop(timeout=10)
+    assert clock.pending() == 0
 
 
 # --- as a real actor against the simulator -------------------------------------------------

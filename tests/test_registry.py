@@ -196,6 +196,64 @@ def test_an_agent_that_took_a_job_during_the_drain_is_not_killed(h):
     assert h.bridge.of(KillAgent) == [KillAgent(task_id=t)]
 
 
+def old_agents(h, listed_at, *agents):
+    """A snapshot of jobs read now and of an agents list read at ``listed_at`` ([gocd] agents_interval)."""
+    h.send(
+        BacklogSnapshot(jobs=(), agents=tuple(agents), fetched_at=h.clock.now(), agents_fetched_at=listed_at)
+    )
+    h.plan()
+
+
+def test_an_agents_list_read_before_the_disable_never_kills_a_building_agent(h):
+    (t,) = h.launch()
+    h.task(t, "TASK_RUNNING")
+    listed_at = h.clock.now()
+    disabled_idle = agent(t, config="Disabled")
+    # Someone disabled our agent in GoCD: the registry drains it ...
+    h.snapshot(disabled_idle)
+    assert h.states()[t] == "draining"
+    # ... then enabled it again; GoCD gave it a job, and our disable finds it building.
+    building = agent(t, "Building", config="Disabled", build="p/1/s/1/j")
+    h.send(AgentDisabled(agent=building))
+    h.send(AgentRead(agent=building))
+    # Polls read the jobs and reuse the agents list of before the disable, where the agent is
+    # Disabled and idle: neither the drain's re-read nor its retry may take that for the truth.
+    for _ in range(5):
+        h.clock.advance(10)
+        old_agents(h, listed_at, disabled_idle)
+        assert h.bridge.of(KillAgent) == []
+    assert h.states()[t] == "draining"
+    assert len(h.poller.of(DisableAgent)) > 1  # the retry asked GoCD again instead
+    # A list read after the disable is the re-read: once the job is done, the task goes.
+    h.clock.advance(10)
+    h.snapshot(agent(t, "Building", config="Disabled", build="p/1/s/1/j"))
+    assert h.bridge.of(KillAgent) == []
+    h.clock.advance(10)
+    h.snapshot(agent(t, config="Disabled"))
+    assert h.bridge.of(KillAgent) == [KillAgent(task_id=t)]
+
+
+def test_an_agents_list_read_before_the_register_deadline_proves_nothing(h):
+    (t,) = h.launch()
+    h.task(t, "TASK_RUNNING")
+    listed_at = h.clock.now() + 200
+    h.clock.advance(301)  # past register_timeout (300s)
+    old_agents(h, listed_at)  # the agent may have registered since that list was read
+    assert h.bridge.of(KillAgent) == [] and h.states()[t] == "running"
+    h.snapshot()  # a list read after the deadline that still lacks it
+    assert h.bridge.of(KillAgent) == [KillAgent(task_id=t)]
+
+
+def test_idle_time_counts_from_the_agents_list_read(h):
+    (t,) = h.launch()
+    h.task(t, "TASK_RUNNING")
+    listed_at = h.clock.now()
+    h.clock.advance(8)
+    old_agents(h, listed_at, agent(t))
+    (view,) = h.registry.fleet().agents
+    assert view.state == "idle" and view.idle_since == listed_at
+
+
 def test_max_jobs_disables_the_agent_as_it_starts_its_last_job(h):
     (t,) = h.launch("once")
     h.task(t, "TASK_RUNNING", profile="once")

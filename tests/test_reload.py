@@ -188,6 +188,19 @@ def test_changes_name_live_changes_with_values_and_restart_sections_without():
     assert "p2" not in " ".join(restart)
 
 
+def test_poll_and_agents_intervals_need_a_restart():
+    old = Settings.from_dict(
+        {
+            "gocd": {"url": "http://gocd:8153/go"},
+            "mesos": {"master": "http://m:5050"},
+            "agents": {"auto_register_key": "k"},
+            "profiles": {"a": {"image": "i"}},
+        }
+    )
+    new = replace(old, gocd=replace(old.gocd, poll_interval=30.0, agents_interval=60.0))
+    assert changes(old, new) == ([], ["[gocd] poll_interval, agents_interval"])
+
+
 def test_an_invalid_file_is_refused_with_every_problem_logged(tmp_path, caplog):
     text = SAMPLE.read_text(encoding="utf-8")
     path = _config(tmp_path, text)

@@ -33,7 +33,8 @@ gets exactly one reason):
    and agents that reached ``max_jobs`` are retired whatever ``min`` says
    (``min`` is refilled with fresh agents).
 
-With stale or missing GoCD data (``_stale``) every job is ``gocd-data-stale``:
+With stale or missing GoCD data (``_stale``: the older of the snapshot's jobs and agents
+reads is older than ``stale_after``) every job is ``gocd-data-stale``:
 nothing is launched for jobs and nothing is drained; only ``min`` is kept.
 
 The other two policies reuse steps 1 to 4 and differ in what they launch and
@@ -247,8 +248,11 @@ def _stale(request: Decide, settings: JudgeSettings, now: float) -> str | None:
         return request.gocd_unavailable.reason
     if backlog is None:
         return "no GoCD data yet"
-    if now - backlog.fetched_at > settings.stale_after:
-        return f"GoCD data is {now - backlog.fetched_at:.0f}s old"
+    # The older of the snapshot's two reads: an agents list reused from an earlier read
+    # ([gocd] agents_interval) ages the whole view, drains included.
+    if now - backlog.as_of > settings.stale_after:
+        what = "GoCD data" if backlog.as_of == backlog.fetched_at else "GoCD's agents list"
+        return f"{what} is {now - backlog.as_of:.0f}s old"
     return None
 
 

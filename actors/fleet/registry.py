@@ -68,6 +68,7 @@ from actors.messages import (
     FrameworkError,
     FrameworkRegistered,
     GoAgent,
+    GoCDHint,
     GoCDUnavailable,
     KillAgent,
     LaunchAgents,
@@ -417,6 +418,8 @@ class AgentRegistry(BaseActor):
             pass  # the bridge logs it and acts; tasks it cost arrive as TaskUpdates
         elif isinstance(message, OffersHandled):
             pass  # for the status server's metrics: what became of offers is the bridge's
+        elif isinstance(message, GoCDHint):
+            pass  # for the status server's metrics: the snapshot the hint brings is what counts
         elif isinstance(message, (AgentEnabled, AgentDisabled, AgentRead)):
             self._on_agent_outcome(message)
         elif isinstance(message, AgentDeleted):
@@ -781,6 +784,9 @@ class AgentRegistry(BaseActor):
         now = self._clock.now()
         by_host: dict[str, GoAgent] = {agent.hostname: agent for agent in backlog.agents}
         by_uuid: dict[str, GoAgent] = {agent.uuid: agent for agent in backlog.agents}
+        # What the agents list says held when it was read, which may be before the jobs were
+        # (``[gocd] agents_interval``): every conclusion from it is dated by its own read.
+        agents_at = backlog.agents_as_of
         self._adopt_gocd_agents(by_host)
         self._tie_pending_agents(backlog)
         for record in list(self._records.values()):
@@ -789,9 +795,9 @@ class AgentRegistry(BaseActor):
                 # Approved from Pending under its container's hostname, then renamed; or not yet renamed.
                 seen = by_uuid.get(record.agent_uuid)
             if seen is not None:
-                self._observe(record, seen, backlog.fetched_at)
+                self._observe(record, seen, agents_at)
                 self._ask_job_history(record, now)
-            self._check_timers(record, seen, backlog.fetched_at, now)
+            self._check_timers(record, seen, agents_at, now)
         self._clean_orphan_agents(backlog, by_host, now)
         self._remove_dead_pending(backlog)
         self._decide()
@@ -905,7 +911,7 @@ class AgentRegistry(BaseActor):
             what,
         )
 
-    def _observe(self, record: Record, agent: GoAgent, fetched_at: float) -> None:
+    def _observe(self, record: Record, agent: GoAgent, agents_at: float) -> None:
         if record.agent_uuid != agent.uuid:
             record.agent_uuid = agent.uuid
             self._mark()
@@ -974,7 +980,7 @@ class AgentRegistry(BaseActor):
                 # Its last job: disable it now so that it takes no other.
                 self._start_drain(record, "retired")
         elif agent.config_state == "Enabled" and record.state != FleetState.IDLE:
-            record.idle_since = fetched_at
+            record.idle_since = agents_at
             self._set(record, FleetState.IDLE)
 
     def _ask_job_history(self, record: Record, now: float) -> None:
@@ -1023,12 +1029,15 @@ class AgentRegistry(BaseActor):
             # Its last job is done or under way: disable it now, not at the next plan.
             self._start_drain(record, "retired")
 
-    def _check_timers(self, record: Record, agent: GoAgent | None, fetched_at: float, now: float) -> None:
+    def _check_timers(self, record: Record, agent: GoAgent | None, agents_at: float, now: float) -> None:
+        """Act on the record's deadlines; ``agent`` is what the agents list read at ``agents_at``
+        says of it (None: not listed)."""
         age = now - record.state_since
         if (
             record.state in (FleetState.LAUNCHING, FleetState.RUNNING)
             and agent is None
-            and now > record.register_by
+            # A list read before the deadline proves nothing: the agent may have registered since.
+            and agents_at > record.register_by
         ):
             logger.warning(
                 "Agent %s did not register with GoCD within %.0fs; killing its task",
@@ -1055,16 +1064,17 @@ class AgentRegistry(BaseActor):
             and now - record.step_at >= self._retry_after
             and now >= record.retry_at
         ):
-            self._continue_drain(record, agent, fetched_at)
+            self._continue_drain(record, agent, agents_at)
         elif record.retiring and record.state in WORKING | {FleetState.LOST}:
             self._start_drain(record, "retired")
         elif (
             record.state == FleetState.DRAINING
             and agent is not None
             and agent.config_state == "Disabled"
-            and fetched_at > record.step_at
+            and agents_at > record.step_at
         ):
-            # This listing was taken after the disable: it is the re-read.
+            # This listing was taken after the disable: it is the re-read. (A list read before
+            # it may show an agent someone else had disabled, then enabled, and that builds now.)
             self._confirm_idle(record, agent)
         elif (
             record.state in WORKING
@@ -1117,11 +1127,13 @@ class AgentRegistry(BaseActor):
         record.step_at = self._clock.now()
         self._ask_poller(DisableAgent(uuid=record.agent_uuid), f"disable agent {record.task_id}")
 
-    def _continue_drain(self, record: Record, agent: GoAgent | None, fetched_at: float) -> None:
-        """Re-issue the step a drain is waiting on (its answer was lost or failed)."""
-        record.step_at = self._clock.now()
+    def _continue_drain(self, record: Record, agent: GoAgent | None, agents_at: float) -> None:
+        """Re-issue the step a drain is waiting on (its answer was lost or failed); ``agent`` is
+        the agent as the list read at ``agents_at`` shows it."""
+        asked_at, record.step_at = record.step_at, self._clock.now()
         if record.state == FleetState.DRAINING and record.agent_uuid:
-            if agent is not None and agent.config_state == "Disabled":
+            if agent is not None and agent.config_state == "Disabled" and agents_at > asked_at:
+                # Listed Disabled after the disable was asked for: the re-read it waits for.
                 self._confirm_idle(record, agent)
             else:
                 self._ask_poller(DisableAgent(uuid=record.agent_uuid), f"disable agent {record.task_id}")

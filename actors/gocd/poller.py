@@ -1,9 +1,10 @@
-"""The GoCD poller: on every Poll, read the backlog and the agents, publish one snapshot.
+"""The GoCD poller: on every Poll, read the backlog (and the agents when due), publish one snapshot.
 
 :class:`GoCDPoller` is the only actor that talks to GoCD. It owns the
 :class:`~actors.gocd.client.GoCDClient` (and so the HTTP session), polls on a
-:class:`~actors.clock.Ticker`, backs off while GoCD fails, and carries out the
-agent changes other actors ask for, publishing their outcomes.
+:class:`~actors.clock.Ticker`, reads sooner when GoCD's notifications hint at a
+change, backs off while GoCD fails, and carries out the agent changes other
+actors ask for, publishing their outcomes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import requests
 
 from actors.backoff import retry_delay
 from actors.base import BaseActor, Publisher
-from actors.clock import Clock, Ticker
+from actors.clock import Clock, Ticker, Timer, tell_later
 from actors.config import GoCDSettings
 from actors.exceptions import GoCDError, GoCDNotFound, GoCDUnprocessable
 from actors.gocd.client import JOB_HISTORY_SINCE, GoCDClient, make_session, version_tuple
@@ -35,7 +36,10 @@ from actors.messages import (
     DeleteAgent,
     DisableAgent,
     EnableAgent,
+    GoAgent,
+    GoCDHint,
     GoCDUnavailable,
+    HintedPoll,
     Poll,
     ReadAgent,
     ReadJobHistory,
@@ -53,6 +57,11 @@ DELETE_REFUSED_STATUSES = frozenset({406, 422})
 READS = frozenset({"read", "history"})
 #: How log lines word a request whose action is not a verb.
 _DOING = {"history": "read the job history of"}
+#: Clock seconds a burst of hints is given to settle: the read they ask for waits this long
+#: after the first of them, and the others arriving meanwhile join it.
+HINT_DEBOUNCE = 0.5
+#: At most one hinted read per this many clock seconds.
+MIN_HINT_INTERVAL = 2.0
 
 
 def backoff_delay(attempts: int, interval: float, ceiling: float, rng: random.Random) -> float:
@@ -73,11 +82,22 @@ class GoCDPoller(BaseActor):
 
     * :class:`~actors.messages.Poll` (from its own Ticker, every
       ``poll_interval``): fetch the scheduled jobs (with their elastic
-      profiles), then the agents, and publish one
+      profiles), then the agents when they are due (every ``agents_interval``:
+      a poll in between reuses the last list, and its snapshot says how old it
+      is in ``agents_fetched_at``), and publish one
       :class:`~actors.messages.BacklogSnapshot`; on any failure publish
       :class:`~actors.messages.GoCDUnavailable` instead, never a partial
       snapshot, and poll again after an exponential backoff with jitter, up to
       ``max_backoff``; the first success restores ``poll_interval``.
+    * :class:`~actors.messages.GoCDHint` (from the webhook): read GoCD soon,
+      as a Poll does: ``hint_debounce`` after the first hint of a burst (the
+      rest of the burst joins that read), at most once per
+      ``min_hint_interval``. Both kinds read the jobs and the agents: a
+      stage's change moves agents, and an agent that took a job took it off
+      the queue, so neither list may be newer than the other. A regular Poll
+      answers the hints that came before it and cancels their read. While
+      GoCD fails, hints are ignored: the backoff decides when to try again.
+    * :class:`~actors.messages.HintedPoll`: the debounced read, told to itself.
     * :class:`~actors.messages.Subscribe`: add a subscriber.
     * :class:`~actors.messages.EnableAgent`, :class:`~actors.messages.DisableAgent`,
       :class:`~actors.messages.DeleteAgent`: change the agent in GoCD and
@@ -97,7 +117,8 @@ class GoCDPoller(BaseActor):
       run too. GoCD before 19.11.0 has no such history: the answer is then
       AgentChangeFailed without a call, and a warning is logged once.
 
-    Publishes to every subscriber: the messages above.
+    Publishes to every subscriber: the messages above, and every GoCDHint it is told
+    (the status server counts them).
     """
 
     def __init__(
@@ -111,6 +132,8 @@ class GoCDPoller(BaseActor):
         dry_run: bool = False,
         rng: random.Random | None = None,
         stop_hook: Callable[[str], None] | None = None,
+        hint_debounce: float = HINT_DEBOUNCE,
+        min_hint_interval: float = MIN_HINT_INTERVAL,
     ) -> None:
         super().__init__(stop_hook=stop_hook)
         self._settings = settings
@@ -125,15 +148,30 @@ class GoCDPoller(BaseActor):
         #: Clock time of the first failure of the current run of failures, or None.
         self._failing_since: float | None = None
         self._attempts = 0
+        #: The last agents list read, and the clock time that read began (None: never read).
+        self._agents: tuple[GoAgent, ...] = ()
+        self._agents_at: float | None = None
+        self._hint_debounce = hint_debounce
+        self._min_hint_interval = min_hint_interval
+        #: The pending hinted read, if any, and when it is due.
+        self._hint_timer: Timer | None = None
+        self._hint_due = 0.0
+        #: Clock time the first hint not yet answered by a read arrived; None: none waits.
+        self._hinted_since: float | None = None
+        #: Clock time the last hinted read began.
+        self._hinted_read_at: float | None = None
+        self._hints_seen = False
 
     # -- lifecycle --
 
     def on_start(self) -> None:
         self._ticker = Ticker(self._clock, self._settings.poll_interval, self.actor_ref, Poll()).start()
+        every = self._settings.agents_every
         logger.info(
-            "Polling GoCD at %s every %gs%s",
+            "Polling GoCD at %s every %gs%s%s",
             self._client.base_url,
             self._settings.poll_interval,
+            f", its agents every {every:g}s" if every != self._settings.poll_interval else "",
             " (dry run: agent changes are only logged)" if self._dry_run else "",
         )
 
@@ -145,6 +183,7 @@ class GoCDPoller(BaseActor):
         if self._ticker is not None:
             self._ticker.cancel()
             self._ticker = None
+        self._drop_hints()
         self._client.close()
 
     # -- messages --
@@ -152,6 +191,10 @@ class GoCDPoller(BaseActor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Poll):
             return self._poll()
+        if isinstance(message, GoCDHint):
+            return self._hint(message)
+        if isinstance(message, HintedPoll):
+            return self._hinted_poll(message)
         if isinstance(message, Subscribe):
             return self._publisher.add(message.subscriber)
         if isinstance(message, EnableAgent):
@@ -168,16 +211,24 @@ class GoCDPoller(BaseActor):
 
     def _poll(self) -> None:
         endpoint, timings = "scheduled_jobs", []
+        began = self._clock.now()
+        read_agents = self._agents_due(began)
+        agents, agents_fetched_at = self._agents, self._agents_at
         try:
             started = time.perf_counter()
             jobs = self._client.with_elastic_profiles(self._client.scheduled_jobs())
             timings.append((endpoint, time.perf_counter() - started))
-            endpoint, started = "agents", time.perf_counter()
-            agents = self._client.agents()
-            timings.append((endpoint, time.perf_counter() - started))
+            if read_agents:
+                endpoint, started = "agents", time.perf_counter()
+                agents = self._client.agents()
+                timings.append((endpoint, time.perf_counter() - started))
         except GoCDError as e:
             self._failed(e, endpoint)
             return
+        if read_agents:
+            self._agents, self._agents_at, agents_fetched_at = agents, began, None
+        # Every hint that came before this read is answered by it.
+        self._drop_hints()
         self._read_server_version()
         if self._failing_since is not None:
             logger.info(
@@ -187,7 +238,12 @@ class GoCDPoller(BaseActor):
             self._attempts = 0
             if self._ticker is not None:
                 self._ticker.set_interval(self._settings.poll_interval)
-        logger.debug("GoCD has %d scheduled jobs and %d agents", len(jobs), len(agents))
+        logger.debug(
+            "GoCD has %d scheduled jobs and %d agents%s",
+            len(jobs),
+            len(agents),
+            "" if read_agents else " (the agents list of the last read)",
+        )
         self._publisher.publish(
             BacklogSnapshot(
                 jobs=jobs,
@@ -195,11 +251,65 @@ class GoCDPoller(BaseActor):
                 fetched_at=self._clock.now(),
                 server_version=self._server_version,
                 timings=tuple(timings),
+                agents_fetched_at=agents_fetched_at,
             )
         )
 
+    def _agents_due(self, now: float) -> bool:
+        """Whether this read of GoCD reads the agents too, or reuses the last list."""
+        if self._agents_at is None:
+            return True
+        if self._hinted_since is not None and self._agents_at <= self._hinted_since:
+            return True  # GoCD said something changed after that list was read
+        # Polls fall every poll_interval, give or take the time a read takes: read the agents at
+        # the poll nearest to agents_interval after the last read: no snapshot reuses a list
+        # older than agents_interval - poll_interval / 2.
+        return now - self._agents_at >= self._settings.agents_every - self._settings.poll_interval / 2
+
+    # -- hints --
+
+    def _hint(self, hint: GoCDHint) -> None:
+        self._publisher.publish(hint)  # for the status server's counts
+        if not self._hints_seen:
+            self._hints_seen = True
+            logger.info(
+                "Push notifications are arriving from GoCD (%s %s): GoCD is read at once on its changes",
+                hint.kind,
+                hint.detail,
+            )
+        if self._failing_since is not None:
+            logger.debug("GoCD hint ignored while GoCD fails (the backoff decides): %s", hint.detail)
+            return
+        now = self._clock.now()
+        if self._hinted_since is None:
+            self._hinted_since = now
+        if self._hint_timer is not None:
+            logger.debug("GoCD hint (%s %s) joins the read already due", hint.kind, hint.detail)
+            return
+        due = now + self._hint_debounce
+        if self._hinted_read_at is not None:
+            due = max(due, self._hinted_read_at + self._min_hint_interval)
+        self._hint_due = due
+        self._hint_timer = tell_later(self._clock, due - now, self.actor_ref, HintedPoll(due=due))
+        logger.debug("GoCD hint (%s %s): reading GoCD in %.1fs", hint.kind, hint.detail, due - now)
+
+    def _hinted_poll(self, message: HintedPoll) -> None:
+        if self._hint_timer is None or message.due != self._hint_due:
+            return  # cancelled: a poll answered the hints already, or GoCD fails
+        self._hinted_read_at = self._clock.now()
+        self._poll()
+
+    def _drop_hints(self) -> None:
+        """Forget the hints waiting for a read, and cancel that read."""
+        if self._hint_timer is not None:
+            self._hint_timer.cancel()
+            self._hint_timer = None
+        self._hinted_since = None
+
     def _failed(self, error: GoCDError, endpoint: str = "") -> None:
         now = self._clock.now()
+        # The backoff decides when GoCD is read again; hints do not hurry it.
+        self._drop_hints()
         if self._failing_since is None:
             self._failing_since = now
         self._attempts += 1

@@ -35,6 +35,7 @@ METRIC_NAMES = (
     "gocd_mesos_decision_seconds_count",
     "gocd_mesos_gocd_request_seconds_count",
     "gocd_mesos_gocd_errors_total",
+    "gocd_mesos_gocd_notifications_total",
     "gocd_mesos_offers_received_total",
     "gocd_mesos_offers_used_total",
     "gocd_mesos_offers_declined_total",
@@ -141,6 +142,15 @@ class SnapshotCollector(Collector):
         for endpoint, count in s.gocd_errors:
             errors.add_metric([endpoint], count)
         yield errors
+        notifications = CounterMetricFamily(
+            "gocd_mesos_gocd_notifications",
+            "GoCD's notifications taken by the webhook since start, by kind (backlog: stage-status, "
+            "agents: agent-status).",
+            labels=["kind"],
+        )
+        for kind, count in s.gocd_notifications:
+            notifications.add_metric([kind], count)
+        yield notifications
         for what, value, meaning in (
             ("received", s.offers_received, "Mesos offers received since start."),
             ("used", s.offers_used, "Mesos offers used to launch agents since start."),

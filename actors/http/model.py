@@ -52,6 +52,7 @@ from actors.messages import (
     FrameworkDisconnected,
     FrameworkError,
     FrameworkRegistered,
+    GoCDHint,
     GoCDUnavailable,
     JobReason,
     LeadershipChanged,
@@ -228,6 +229,10 @@ class Snapshot:
     gocd_seconds: tuple[tuple[str, Histogram], ...] = ()
     #: Failed GoCD polls by the endpoint that failed ("" when unknown).
     gocd_errors: tuple[tuple[str, int], ...] = ()
+    #: GoCD's notifications received by the webhook since start, by hint kind.
+    gocd_notifications: tuple[tuple[str, int], ...] = ()
+    #: Clock time of the last of them; None before one.
+    gocd_notified_at: float | None = None
     #: Mesos offers received, used for a launch, and declined since start.
     offers_received: int = 0
     offers_used: int = 0
@@ -357,6 +362,8 @@ class Snapshot:
                 "read_seconds_ago": ago(self.gocd_read_at),
                 "version": self.gocd_version,
                 "error": self.gocd_error,
+                "notifications": dict(self.gocd_notifications),
+                "notified_seconds_ago": ago(self.gocd_notified_at),
             },
             "mesos": {
                 "subscribed": self.mesos_subscribed,
@@ -464,6 +471,10 @@ class StatusModel:
                 gocd_error="",
                 gocd_seconds=_observed(s.gocd_seconds, message.timings),
             )
+        elif isinstance(message, GoCDHint):
+            notifications = dict(s.gocd_notifications)
+            notifications[message.kind] = notifications.get(message.kind, 0) + 1
+            s = _replace(s, gocd_notifications=tuple(sorted(notifications.items())), gocd_notified_at=now)
         elif isinstance(message, GoCDUnavailable):
             errors = dict(s.gocd_errors)
             errors[message.endpoint] = errors.get(message.endpoint, 0) + 1

@@ -15,8 +15,11 @@ Endpoints: ``/healthz`` (200 while every actor of the system is alive),
 ``/status`` (JSON, see :meth:`~actors.http.model.Snapshot.to_json`) and ``/``,
 the status page for people (:mod:`actors.http.page`, ``templates/status.html``).
 With ``[http] username`` and ``password_file`` or ``token_file`` set, every
-endpoint but ``/healthz`` asks for HTTP basic or bearer credentials (401 with
-``WWW-Authenticate: Basic realm="gocd-mesos"`` without them).
+endpoint but ``/healthz`` and the webhook asks for HTTP basic or bearer
+credentials (401 with ``WWW-Authenticate: Basic realm="gocd-mesos"`` without them).
+With ``[gocd] webhook_secret_file`` set, ``POST /hooks/gocd/<secret>`` and signed
+``POST /hooks/gocd`` take GoCD's notifications (:mod:`actors.http.hooks`, its own
+authentication); without it those paths are 404 like any unknown one.
 """
 
 from __future__ import annotations
@@ -44,9 +47,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from actors.clock import Clock
 from actors.config import Profile, Secret
 from actors.exceptions import GocdMesosError
+from actors.http.hooks import HOOK_PATH, GoCDHook, mask_path
 from actors.http.metrics import registry_for
 from actors.http.model import Snapshot, StatusModel
 from actors.http.page import page_context
+from actors.messages import GoCDHint
 
 __all__ = ["StatusServer"]
 
@@ -83,8 +88,13 @@ class StatusServer:
         username: str = "",
         password: Secret | None = None,
         token: Secret | None = None,
+        webhook_secret: Secret | None = None,
+        on_hint: Callable[[GoCDHint], None] | None = None,
     ) -> None:
         self._clock = clock
+        #: The webhook's secret (empty: no webhook) and where its hints go (see :meth:`hints_to`).
+        self._webhook_secret = webhook_secret or Secret("")
+        self._on_hint = on_hint
         self._username = username
         self._password = password or Secret("")
         self._token = token or Secret("")
@@ -124,6 +134,11 @@ class StatusServer:
         """Report ``alive()`` (actor name -> alive) in ``/healthz`` from now on: a server made
         before its system (an ``[ha]`` standby's) learns the system's actors once it leads."""
         self._alive = alive
+
+    def hints_to(self, on_hint: Callable[[GoCDHint], None] | None) -> None:
+        """Pass the webhook's hints to ``on_hint`` from now on (the system's GoCDPoller); with
+        None, or before a call, the webhook answers 503: no poller takes them."""
+        self._on_hint = on_hint
 
     def snapshot(self) -> Snapshot:
         """The latest status snapshot."""
@@ -180,15 +195,19 @@ class StatusServer:
 
     def _application(self) -> tornado.web.Application:
         args = {"server": self}
+        routes: list[Any] = [
+            (r"/healthz", _Health, args),
+            (r"/readyz", _Ready, args),
+            (r"/metrics", _Metrics, args),
+            (r"/status", _Status, args),
+            (r"/", _Page, args),
+            (r"/favicon.ico", _NoIcon),
+        ]
+        if self._webhook_secret:
+            hook = {"secret": self._webhook_secret, "clock": self._clock, "on_hint": self._hint}
+            routes += [(rf"{HOOK_PATH}/([^/]+)", GoCDHook, hook), (HOOK_PATH, GoCDHook, hook)]
         return tornado.web.Application(
-            [
-                (r"/healthz", _Health, args),
-                (r"/readyz", _Ready, args),
-                (r"/metrics", _Metrics, args),
-                (r"/status", _Status, args),
-                (r"/", _Page, args),
-                (r"/favicon.ico", _NoIcon),
-            ],
+            routes,
             log_function=_log_request,
             template_path=TEMPLATES,
             # Every value in a template is HTML-escaped unless it says otherwise (none does).
@@ -196,6 +215,12 @@ class StatusServer:
         )
 
     # --- what the handlers read ----------------------------------------------------------
+
+    def _hint(self, hint: GoCDHint) -> None:
+        on_hint = self._on_hint
+        if on_hint is None:
+            raise GocdMesosError("no GoCD poller takes notifications here")
+        on_hint(hint)
 
     def authorized(self, header: str | None) -> bool:
         """Whether a request with this ``Authorization`` header may read a guarded endpoint."""
@@ -257,7 +282,7 @@ def _log_request(handler: tornado.web.RequestHandler) -> None:
     logger.debug(
         "%s %s %d %.1fms",
         handler.request.method,
-        handler.request.path,
+        mask_path(handler.request.path),
         handler.get_status(),
         1000 * handler.request.request_time(),
     )

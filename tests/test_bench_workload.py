@@ -1,0 +1,36 @@
+"""The benchmark's generated CI day and its static-fleet model: reproducible and sane."""
+
+from __future__ import annotations
+
+from bench.workload import PROFILES, generate, profile_of, static_waits
+
+
+def test_the_same_seed_gives_the_same_day_and_another_seed_another():
+    assert generate(7, pipelines=10, peak_per_hour=10) == generate(7, pipelines=10, peak_per_hour=10)
+    assert generate(7, pipelines=10, peak_per_hour=10) != generate(8, pipelines=10, peak_per_hour=10)
+
+
+def test_the_day_peaks_in_working_hours_and_has_its_shapes():
+    trace = generate()
+    hours = [int(run.at // 3600) for run in trace.runs]
+    working = sum(1 for h in hours if 9 <= h < 18)
+    assert working > 3 * (len(hours) - working) / 2  # most of the traffic in 9 of 24 hours
+    for pipeline in trace.pipelines:
+        assert 1 <= len(pipeline.stages) <= 4
+        assert all(1 <= len(stage.jobs) <= 12 for stage in pipeline.stages)
+        for stage in pipeline.stages:
+            assert {profile_of(job, pipeline.environment) for job in stage.jobs} <= set(PROFILES)
+    assert all(10 <= s <= 90 for s in trace.agent_starts)
+
+
+def test_a_bigger_static_fleet_never_waits_longer_and_a_huge_one_never_waits():
+    trace = generate(pipelines=12, peak_per_hour=12, hours=6, start_hour=8)
+    small = sorted(w for w, _, _ in static_waits(trace, dict.fromkeys(PROFILES, 2)))
+    large = sorted(w for w, _, _ in static_waits(trace, dict.fromkeys(PROFILES, 6)))
+    huge = static_waits(trace, dict.fromkeys(PROFILES, 500))
+    assert len(small) == len(large) == len(huge) == trace.jobs
+    assert small[-1] > large[-1] and sum(small) > sum(large)
+    assert all(w == 0 for w, _, _ in huge)
+    # Later stages are scheduled after earlier ones finished: stage indexes 0..3.
+    assert {s for _, s, _ in huge} <= {0, 1, 2, 3} and any(s > 0 for _, s, _ in huge)
+    assert {p for _, _, p in huge} <= set(PROFILES)
