@@ -13,7 +13,10 @@ both random and shaped like the real thing (then cut, retyped or garbled):
   Settings or a ConfigError listing its problems, never another exception;
 * the scaling policies: any backlog and fleet give a plan that respects each
   profile's ``max``, drains only idle agents of ours, and gives each waiting
-  job exactly one reason (``default``, ``ancestor`` and ``static``).
+  job exactly one reason (``default``, ``ancestor`` and ``static``);
+* the GoCD webhook: any body gives a hint or ValueError (``parse_notification``),
+  and over real HTTP any path, method, body and signature gets a 2xx or 4xx
+  answer, with a hint told for each 200 and none otherwise.
 
 A handful of hostile payloads (nesting 100,000 deep) go to the client too:
 random generation never builds them. Runs are derandomized: the same payloads
@@ -24,6 +27,8 @@ the first property that failed, with its (shrunk) example.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import json
 import string
 from collections.abc import Callable
@@ -47,12 +52,15 @@ from actors.gocd.client import (
     parse_job_history_total,
     parse_scheduled_jobs,
 )
+from actors.http.hooks import parse_notification, signature_matches
+from actors.http.server import StatusServer
 from actors.messages import (
     BacklogSnapshot,
     Decide,
     FleetAgent,
     FleetView,
     GoAgent,
+    GoCDHint,
     GoCDUnavailable,
     ProfileBackoff,
     ScalePlan,
@@ -164,6 +172,51 @@ def agents_payloads() -> st.SearchStrategy[Any]:
         st.lists(agent_objects(), max_size=4).map(lambda agents: {"_embedded": {"agents": agents}}),
         st.lists(agent_objects(), max_size=2).map(lambda agents: {"_embedded": agents}),
     )
+
+
+@st.composite
+def notifications(draw: st.DrawFn) -> bytes:
+    """A stage-status or agent-status body shaped like GoCD's (v1 to v4), each field of a
+    random type now and then; or any JSON; sometimes cut short."""
+
+    def field(right: st.SearchStrategy[Any]) -> Any:
+        return draw(st.one_of(right, right, right, right, _JSON))
+
+    kind = draw(st.sampled_from(["stage", "stage", "agent", "any"]))
+    document: Any
+    if kind == "stage":
+        jobs = [
+            {"name": field(_NAME), "state": field(st.sampled_from(["Scheduled", "Assigned", "Building"]))}
+            for _ in range(draw(st.integers(0, 3)))
+        ]
+        stage = {
+            "name": field(_NAME),
+            "counter": field(st.integers(-1, 10**20).map(str) | st.integers(-1, 3) | st.just("١٢")),
+            "state": field(st.sampled_from(["Building", "Passed", "Failed", "Cancelled", ""])),
+            "jobs": field(st.just(jobs)),
+        }
+        if draw(st.booleans()):
+            stage["result"] = field(st.sampled_from(["Unknown", "Passed"]))
+        document = {
+            "pipeline": field(
+                st.just({"name": field(_NAME), "counter": field(st.just("42")), "stage": stage})
+            )
+        }
+    elif kind == "agent":
+        document = {
+            "uuid": field(st.uuids().map(str)),
+            "agent_state": field(st.sampled_from(["Idle", "Building", "LostContact"])),
+        }
+        for key in draw(
+            st.lists(st.sampled_from(["build_state", "agent_config_state", "host_name"]), unique=True)
+        ):
+            document[key] = field(_NAME)
+    else:
+        document = draw(_JSON)
+    data = json.dumps(document).encode()
+    if draw(st.integers(0, 5)) == 0:
+        data = data[: draw(st.integers(0, len(data)))]
+    return data
 
 
 #: INI values: valid ones for some key, and what breaks naive checks.
@@ -666,6 +719,80 @@ def _judge(count: list[int], examples: int) -> Callable[[], None]:
     return judge
 
 
+def _webhook_parse(count: list[int], examples: int) -> Callable[[], None]:
+    secret = Secret("hook-secret")
+
+    @settings(
+        max_examples=examples,
+        database=None,
+        derandomize=True,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(
+        st.one_of(notifications(), st.binary(max_size=100), st.sampled_from(HOSTILE)),
+        st.none() | st.text(max_size=80),
+    )
+    def webhook(body: bytes, header: str | None) -> None:
+        count[0] += 1
+        assert signature_matches(secret, body, header) in (True, False)
+        try:
+            hint = parse_notification(body, NOW)
+        except ValueError:
+            return
+        assert isinstance(hint, GoCDHint) and hint.kind in ("backlog", "agents")
+        assert hint.detail.isprintable() and len(hint.detail) <= 200, "a detail fit for one log line"
+
+    return webhook
+
+
+def _webhook_http(count: list[int], examples: int) -> Callable[[], None]:
+    secret = "hook-secret"
+    told: list[GoCDHint] = []
+
+    @settings(
+        max_examples=examples,
+        database=None,
+        derandomize=True,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(
+        st.sampled_from([f"/hooks/gocd/{secret}", "/hooks/gocd", "/hooks/gocd/nope", "/hooks/gocd/%ff%00"]),
+        st.sampled_from(["POST", "POST", "POST", "GET", "PUT"]),
+        st.one_of(notifications(), st.binary(max_size=100)),
+        st.sampled_from(["sign", "none", "wrong"]),
+    )
+    def webhook(path: str, method: str, body: bytes, signature: str) -> None:
+        count[0] += 1
+        headers = {"Content-Type": "application/json"}
+        if signature == "sign":
+            headers["X-Hub-Signature"] = (
+                "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+            )
+        elif signature == "wrong":
+            headers["X-Hub-Signature"] = "sha256=00"
+        before = len(told)
+        answer = requests.request(
+            method, server.url.rstrip("/") + path, data=body, headers=headers, timeout=10
+        )
+        assert answer.status_code in (200, 400, 401, 404, 405), f"answered {answer.status_code}"
+        assert (answer.status_code == 200) == (len(told) == before + 1), "a hint told exactly for a 200"
+
+    server = StatusServer(
+        host="127.0.0.1", port=0, clock=ManualClock(), webhook_secret=Secret(secret), on_hint=told.append
+    )
+
+    def run() -> None:
+        server.start()
+        try:
+            webhook()
+        finally:
+            server.stop()
+
+    return run
+
+
 #: name -> (what is fuzzed, the property, how to build the run from (counter, examples), share of
 #: the payload budget; 0 for the fixed hostile set).
 TARGETS: dict[str, tuple[str, str, Callable[[list[int], int], Callable[[], None]], float]] = {
@@ -673,19 +800,19 @@ TARGETS: dict[str, tuple[str, str, Callable[[list[int], int], Callable[[], None]
         "parse_scheduled_jobs: feed-shaped XML (cut, garbled) and bytes",
         "jobs or ValueError",
         _xml_feed,
-        0.2,
+        0.17,
     ),
     "gocd-agents-json": (
         "parse_agents, parse_agent, parse_job_history_total: agent-shaped and any JSON",
         "agents or ValueError",
         _json_agents,
-        0.2,
+        0.17,
     ),
     "gocd-client-wire": (
         "GoCDClient's 8 calls over a fake wire: any status, content type, body",
         "a value or GoCDError",
         _client_wire,
-        0.15,
+        0.14,
     ),
     "gocd-client-hostile": (
         "the same calls, answers nested 100,000 deep, a DOCTYPE",
@@ -697,14 +824,26 @@ TARGETS: dict[str, tuple[str, str, Callable[[list[int], int], Callable[[], None]
         "config.loads: spec-shaped INI (random values, misspelt keys, garbled lines) and any text",
         "Settings or ConfigError listing problems",
         _config_ini,
-        0.15,
+        0.13,
     ),
-    "config-from-dict": ("config.from_dict: any nested dict", "Settings or ConfigError", _config_dict, 0.1),
+    "config-from-dict": ("config.from_dict: any nested dict", "Settings or ConfigError", _config_dict, 0.08),
     "judge-policies": (
         "default, ancestor, static policies: any backlog, fleet, backoff, staleness",
         "within max, drains only idle, one reason per job",
         _judge,
-        0.2,
+        0.17,
+    ),
+    "webhook-bodies": (
+        "parse_notification, signature_matches: stage- and agent-status-shaped and any bodies",
+        "a hint or ValueError; a yes or no",
+        _webhook_parse,
+        0.09,
+    ),
+    "webhook-http": (
+        "POST /hooks/gocd[/<secret>] of a real status server: any path, method, body, signature",
+        "200 (a hint told), 400, 401, 404 or 405; never 5xx",
+        _webhook_http,
+        0.05,
     ),
 }
 
