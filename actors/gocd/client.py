@@ -174,6 +174,8 @@ def parse_xml(data: bytes | str) -> ET.Element:
         root: ET.Element = parser.close()
     except ET.ParseError as e:
         raise ValueError(f"malformed XML: {e}") from None
+    except LookupError as e:  # expat's answer to an encoding name Python does not know
+        raise ValueError(f"malformed XML: {e}") from None
     return root
 
 
