@@ -32,8 +32,8 @@ __all__ = ["FAULT_SECONDS", "SCENARIOS", "Scenario", "run"]
 FAULT_SECONDS = 15.0
 #: Real seconds the daemon may take to converge after a fault.
 CONVERGE_SECONDS = 60.0
-#: Simulated seconds an offer lives in the offers-rescinded fault (1 real ms: ACCEPTs lose the race).
-OFFER_TIMEOUT = 0.01
+#: Simulated seconds an offer lives in the offers-rescinded fault (0.1 real ms: ACCEPTs come too late).
+OFFER_TIMEOUT = 0.001
 
 Scenario = Callable[[World], str]
 
@@ -361,7 +361,7 @@ SCENARIOS: dict[str, tuple[str, Scenario, dict[str, Any]]] = {
     "mesos-agent-lost": ("node with building agents lost", lose_agent, {"agent_timeout": 40.0}),
     "mesos-crash-loop": ("image fails at every launch", fail_image, {}),
     "mesos-slow-launch": ("tasks start late (60% of register_timeout)", slow_launch, {}),
-    "mesos-offers-rescinded": ("offers rescinded 1 ms after they come", offer_timeout, {}),
+    "mesos-offers-rescinded": ("offers rescinded 0.1 ms after they come", offer_timeout, {}),
     "daemon-sigkill": (
         f"SIGKILL at {KILL_POINTS} points, restarted",
         sigkill,
