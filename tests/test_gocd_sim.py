@@ -6,6 +6,7 @@ import itertools
 import json
 import subprocess
 import sys
+import threading
 
 import pytest
 import requests
@@ -808,6 +809,22 @@ def test_faults_by_count_seconds_and_path(sim, clock):
     with pytest.raises(requests.ConnectionError):
         raw("GET", f"{sim.url}/api/agents")
     assert requests.post(f"{base}/_sim/faults", json={"kind": "flood"}, timeout=5).status_code == 400
+
+
+def test_a_client_that_gives_up_before_a_late_answer_is_no_traceback(clock, capfd):
+    """Seen in the fault campaign: under a latency fault the daemon's timeout came first, and
+    writing the answer to the closed connection printed socketserver's BrokenPipeError."""
+    with GoCDSimulator(clock=clock) as late:
+        late.schedule_jobs("app", count=200, resources=["linux"])  # an answer of several writes
+        late.inject_fault("latency", delay_s=10, count=3)
+        for _ in range(3):
+            with pytest.raises(requests.Timeout):
+                requests.get(late.url + "/api/feed/jobs/scheduled.xml", timeout=0.1)
+        clock.advance(10)  # the answers go out, to connections the client has closed
+        for handler in [t for t in threading.enumerate() if "process_request_thread" in t.name]:
+            handler.join(10)
+        assert raw("GET", late.url + "/api/v1/health", accept=None).status_code == 200
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_standalone_module_serves(tmp_path):

@@ -2200,14 +2200,19 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         assert isinstance(response, _Response)
-        self.send_response(response.status)
-        if response.content_type:
-            self.send_header("Content-Type", response.content_type)
-        for name, value in response.headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        self.wfile.write(response.body)
+        try:
+            self.send_response(response.status)
+            if response.content_type:
+                self.send_header("Content-Type", response.content_type)
+            for name, value in response.headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            self.wfile.write(response.body)
+        except (BrokenPipeError, ConnectionResetError):
+            # The client gave up first (its timeout, under a latency fault): as a server does,
+            # drop the answer quietly instead of printing socketserver's traceback.
+            self.close_connection = True
 
     do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _serve
 
