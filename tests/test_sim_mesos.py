@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import threading
 
 import pytest
 import requests
@@ -699,6 +702,19 @@ def test_restart_and_leader_change_keep_tasks(sim, client):
         assert framework(sim)["tasks"][0]["id"] == "t1"
     finally:
         c3.close()
+
+
+def test_a_scheduler_that_dies_with_its_connection_open_is_no_traceback(sim, capfd):
+    """Seen in the fault campaign: a SIGKILLed daemon's keep-alive connections are reset."""
+    host, port = sim.address.split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        s.sendall(b"GET /ver")  # the server reads the rest of this line when the RST comes
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+    for handler in [t for t in threading.enumerate() if "process_request_thread" in t.name]:
+        handler.join(10)
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_standalone_serves_until_sigterm():

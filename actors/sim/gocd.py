@@ -2177,6 +2177,15 @@ class _Handler(BaseHTTPRequestHandler):
         # add 40 ms to every answer on loopback.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError):
+            # The client went first: it gave up on a late answer (its timeout), or died with its
+            # keep-alive connection open. As a server does, drop it quietly, without
+            # socketserver's traceback on stderr.
+            self.close_connection = True
+
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
@@ -2200,19 +2209,14 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         assert isinstance(response, _Response)
-        try:
-            self.send_response(response.status)
-            if response.content_type:
-                self.send_header("Content-Type", response.content_type)
-            for name, value in response.headers:
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(response.body)))
-            self.end_headers()
-            self.wfile.write(response.body)
-        except (BrokenPipeError, ConnectionResetError):
-            # The client gave up first (its timeout, under a latency fault): as a server does,
-            # drop the answer quietly instead of printing socketserver's traceback.
-            self.close_connection = True
+        self.send_response(response.status)
+        if response.content_type:
+            self.send_header("Content-Type", response.content_type)
+        for name, value in response.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        self.wfile.write(response.body)
 
     do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _serve
 

@@ -625,6 +625,14 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.server.addr, format % args)
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError):
+            # A scheduler that died (SIGKILL) resets its keep-alive connection while the
+            # master waits for its next call: routine, and no traceback on stderr.
+            self.close_connection = True
+
     def _reply(
         self,
         status: int,
