@@ -72,6 +72,7 @@ def reaction(
         daemon = world.start_daemon()
         world.wait_until(lambda: bool(world.gocd_sim.requests), 30, "the daemon's first GoCD read")
         if push:
+            world.wait_until(lambda: "Status server listening on" in daemon.log(), 30, "the status server")
             url = re.search(r"Status server listening on (http://\S+/)", daemon.log())
             assert url is not None, daemon.log()
             hook = f"{url.group(1)}hooks/gocd/{SECRET}"

@@ -51,6 +51,9 @@ IMAGE = "gocd/gocd-agent-ubuntu-24.04:v25.1.0"
 #: Seconds between a simulated agent's pings (GoCD's agent default is 5 s; longer here keeps the
 #: simulator's load bearable at a high time scale, and changes nothing the benchmark measures).
 PING_INTERVAL = 30.0
+#: Seconds the queueing model adds to each job on a static agent: an idle GoCD agent asks for work
+#: every 1 to 10 s (its backoff), and the daemon's poll finds a job in half an interval on average.
+ASSIGN_OVERHEAD = 5.0
 #: Simulated seconds a replay may run past the trace's end for its last jobs; a job still waiting
 #: then counts as waiting until that end (the ancestor's policy can take that long).
 TAIL = 2 * 3600.0
@@ -88,7 +91,7 @@ def static_size(trace: Trace, target_p95: float) -> dict[str, int]:
     most ``target_p95``."""
     fleet = dict.fromkeys(PROFILES, 1)
     while sum(fleet.values()) < 2000:
-        waits = static_waits(trace, fleet)
+        waits = static_waits(trace, fleet, ASSIGN_OVERHEAD)
         if (percentiles([w for w, _, _ in waits])["p95"] or 0.0) <= target_p95:
             break
         by_profile: dict[str, list[float]] = {name: [] for name in PROFILES}
@@ -156,6 +159,13 @@ def replay(
     if policy != "static":
         settings = replace(settings, profiles=tuple(replace(p, min=0) for p in settings.profiles))
     system = actors.start(settings, clock=clock, http=False)
+    if policy == "static":
+        # A static fleet is up before the day begins: its agents have registered.
+        size = sum((fleet or {}).values())
+        gocd.wait_for(
+            lambda st: sum(1 for a in st["agents"] if a["registered_at"] is not None) >= size,
+            timeout=600.0,
+        )
     began = clock.now()
     timeline: list[tuple[float, int, int]] = []
     done = threading.Event()
@@ -274,7 +284,7 @@ def run(quick: bool) -> dict[str, Any]:
     if quick:
         trace, scale = generate(pipelines=12, peak_per_hour=20, hours=0.75, start_hour=10), 60.0
     else:
-        trace, scale = generate(), 30.0
+        trace, scale = generate(), 60.0
     results: dict[str, Any] = {}
 
     def replay_into(name: str, policy: str, fleet: Mapping[str, int] | None = None) -> None:

@@ -159,9 +159,12 @@ def generate(
     return Trace(tuple(defs), tuple(runs), length, starts)
 
 
-def static_waits(trace: Trace, fleet: Mapping[str, int]) -> list[tuple[float, int, str]]:
+def static_waits(
+    trace: Trace, fleet: Mapping[str, int], overhead: float = 0.0
+) -> list[tuple[float, int, str]]:
     """(wait seconds, stage index, profile) of every job of ``trace`` on a static ``fleet`` (see
-    the module), in the order they started."""
+    the module), in the order they started. ``overhead`` is added to every wait and holds the
+    agent too: the seconds an idle agent takes to ask for work and be given it."""
     # Events: (time, seq, kind, payload). Kinds: 0 stage scheduled, 1 job done.
     seq = 0
     events: list[tuple[float, int, int, tuple[int, int]]] = []
@@ -180,9 +183,9 @@ def static_waits(trace: Trace, fleet: Mapping[str, int]) -> list[tuple[float, in
         while free[profile] and queue:
             scheduled_at, _, r, s, j = heapq.heappop(queue)
             free[profile] -= 1
-            waits.append((now - scheduled_at, s, profile))
+            waits.append((now + overhead - scheduled_at, s, profile))
             duration = trace.runs[r].durations[s][j]
-            heapq.heappush(events, (now + duration, seq, 1, (r, s * 1000 + j)))
+            heapq.heappush(events, (now + overhead + duration, seq, 1, (r, s * 1000 + j)))
             seq += 1
 
     while events:

@@ -246,6 +246,21 @@ def test_stages_run_in_sequence_a_manual_stage_waits_a_failure_stops(sim):
     assert remoting(sim, "u1", "get_work").json() == {"work": None}
 
 
+def test_a_passed_rerun_does_not_schedule_a_next_stage_that_is_still_running(sim):
+    # GoCD's triggerNextStageInPipeline skips a stage that is active (isStageActive).
+    sim.add_agent("builder", uuid="u1", resources=["linux"])
+    stages = [
+        StageConfig("build", (JobConfig("compile", resources=("linux",)),)),
+        StageConfig("test", (JobConfig("unit", resources=("tester",)),)),
+    ]
+    sim.define_pipeline("app", stages=stages)
+    sim.trigger_pipeline("app")
+    assert run(sim, "u1") == "app/1/build/1/compile"  # test/1 scheduled; no agent can take it
+    assert sim.run_stage("app", 1, "build") == ["app/1/build/2/compile"]
+    assert run(sim, "u1") == "app/1/build/2/compile"  # passes while test/1 still waits
+    assert [locator for locator, _, _ in feed_jobs(sim)] == ["app/1/test/1/unit"]
+
+
 def test_a_paused_pipeline_cannot_be_triggered_nor_goes_on(sim):
     sim.add_agent("a1", uuid="u1", resources=["linux"])
     sim.define_pipeline("app", stages=BUILD_TEST_DEPLOY)

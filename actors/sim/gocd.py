@@ -1082,8 +1082,8 @@ class GoCDSimulator:
 
     def _schedule_next(self, stage: StageRun) -> None:
         """``ScheduleService.automaticallyTriggerRelevantStagesFollowingCompletionOf``: after a passed
-        stage, the next stage of the current config runs if its approval is ``success`` and the
-        pipeline is not paused."""
+        stage, the next stage of the current config runs if its approval is ``success``, the
+        pipeline is not paused and that stage is not running already."""
         run = self._run(stage.pipeline, stage.pipeline_counter)
         config = self._config.find(stage.pipeline)
         if run.partial or config is None or config.name.lower() in self._paused:
@@ -1094,6 +1094,11 @@ class GoCDSimulator:
             return
         following = stages[names.index(stage.name) + 1]
         if following.approval != "success":
+            return
+        latest = run.latest(following.name)
+        if latest is not None and not latest.completed:
+            # triggerNextStageInPipeline: a stage still running (run by hand meanwhile) is not
+            # scheduled again (isStageActive).
             return
         try:
             self._schedule_stage(run, following, "changes")
