@@ -653,6 +653,8 @@ def load(path: str, environ: Mapping[str, str] | None = None) -> Settings:
             lines = f.read().splitlines()
     except OSError as e:
         raise ConfigError(f"{path}: cannot read: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: cannot read: not UTF-8 text (byte {e.start}: {e.reason})") from None
     return loads(lines, path, environ)
 
 
@@ -746,6 +748,9 @@ def _secret(
 ) -> Secret:
     value = section.get(key, "") if inline else ""
     filename = section.get(file_key, "")
+    # A list (an unquoted comma) failed the key's string check, which is reported already.
+    value = value if isinstance(value, str) else ""
+    filename = filename if isinstance(filename, str) else ""
     if value and filename:
         problems.append(f"{path}: [{sec_name}] {key}: set both {key} and {file_key}; keep one")
         return Secret("")
@@ -757,6 +762,9 @@ def _secret(
                 value = f.read().strip()
         except OSError as e:
             problems.append(f"{path}: [{sec_name}] {file_key}: cannot read {filename}: {e.strerror or e}")
+            return Secret("")
+        except ValueError as e:  # a NUL in the name; UnicodeDecodeError: not UTF-8 text
+            problems.append(f"{path}: [{sec_name}] {file_key}: cannot read {filename!r}: {e}")
             return Secret("")
         if not value:
             problems.append(f"{path}: [{sec_name}] {file_key}: {filename} is empty")
@@ -827,7 +835,7 @@ def _convert(
         )
     if password and not g["username"]:
         problems.append(f"{path}: [gocd] username: password is set but no username")
-    if g["ca_bundle"] and not os.path.isfile(g["ca_bundle"]):
+    if valid("gocd", "ca_bundle") and g["ca_bundle"] and not os.path.isfile(g["ca_bundle"]):
         problems.append(f"{path}: [gocd] ca_bundle: {g['ca_bundle']} is not a file")
     webhook_secret = _secret(
         g, "gocd", "webhook_secret", "webhook_secret_file", path, environ, problems, inline=False
@@ -846,7 +854,7 @@ def _convert(
             f"{path}: [mesos] secret_file: principal is set but no secret "
             f"(secret_file or ${SECRET_ENV[('mesos', 'secret')]})"
         )
-    if m["ca_bundle"] and not os.path.isfile(m["ca_bundle"]):
+    if valid("mesos", "ca_bundle") and m["ca_bundle"] and not os.path.isfile(m["ca_bundle"]):
         problems.append(f"{path}: [mesos] ca_bundle: {m['ca_bundle']} is not a file")
 
     key = _secret(a, "agents", "auto_register_key", "auto_register_key_file", path, environ, problems)

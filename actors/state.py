@@ -55,7 +55,11 @@ def read_json(path: str, default: Any = None) -> Any:
     text = read_text(path)
     if text is None:
         return default
-    return json.loads(text)
+    try:
+        return json.loads(text)
+    except RecursionError:
+        # json's C decoder recurses per level; a file nested thousands deep is not ours either.
+        raise ValueError(f"{path}: JSON nested too deep") from None
 
 
 def remove(path: str) -> None:

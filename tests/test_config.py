@@ -345,6 +345,44 @@ def test_unreadable_file():
     assert info.value.problems[0].startswith("/nonexistent/gocd-mesos.ini: cannot read")
 
 
+def test_a_file_that_is_not_utf8_is_a_problem_not_a_crash(tmp_path):
+    path = tmp_path / "gocd-mesos.ini"
+    path.write_bytes(MINIMAL.encode() + "# café\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        config.load(str(path))
+    assert info.value.problems == (
+        f"{path}: cannot read: not UTF-8 text (byte {len(MINIMAL) + 5}: invalid continuation byte)",
+    )
+
+
+# Found by the fault campaign's fuzzing (bench/faults): an unquoted comma makes configobj read a
+# list, which failed the key's check and was reported, and then crashed a later step with a
+# TypeError; a NUL in a file name crashed open() with a ValueError.
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [
+        ("gocd", "password_file"),
+        ("gocd", "token_file"),
+        ("gocd", "ca_bundle"),
+        ("mesos", "secret_file"),
+        ("mesos", "ca_bundle"),
+        ("agents", "auto_register_key_file"),
+        ("http", "password_file"),
+        ("http", "token_file"),
+    ],
+)
+def test_a_file_key_with_a_comma_is_a_problem_not_a_crash(section, key):
+    problems = problems_of(with_key(section, f"{key} = secret, key"))
+    assert f"test.ini: [{section}] {key}: \"['secret', 'key']\" is of the wrong type" in problems
+    with pytest.raises(ConfigError):
+        config.from_dict({section: {key: ["secret", "key"]}})
+
+
+def test_a_nul_in_a_secret_file_name_is_a_problem_not_a_crash():
+    (problem,) = [p for p in problems_of(with_key("gocd", "token_file = a\x00b")) if "token_file" in p]
+    assert problem.startswith("test.ini: [gocd] token_file: cannot read ") and "null" in problem
+
+
 def test_user_network_needs_a_name():
     problems = problems_of(MINIMAL + "network = user\n")
     assert problems == ["test.ini: [profiles][linux] network_name: required with network = user"]

@@ -608,6 +608,32 @@ def test_completed_job_count_bad_answers(clock, status, body, kind, match):
     assert info.value.status == status
 
 
+#: A JSON body nested deeper than json's C decoder recurses (found by bench/faults: it raised
+#: RecursionError through the client, which the poller does not catch, and the daemon exited 1).
+DEEP_JSON = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize("status", [200, 500])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.agents(),
+        lambda c: c.agent("u1"),
+        lambda c: c.disable_agent("u1"),
+        lambda c: c.delete_agent("u1"),
+        lambda c: c.completed_job_count("u1"),
+        lambda c: c.server_version(),
+    ],
+)
+def test_json_nested_too_deep_is_a_bad_answer_not_a_crash(clock, status, call):
+    client, _ = _canned_client(clock, status, DEEP_JSON, "application/vnd.go.cd.v7+json;charset=utf-8")
+    with pytest.raises(GoCDError) as info:
+        call(client)
+    assert info.value.status == status
+    if status == 200:
+        assert isinstance(info.value, GoCDBadResponse) and "nested too deep" in str(info.value)
+
+
 def test_errors_are_one_family():
     for kind in (
         GoCDAuthError,

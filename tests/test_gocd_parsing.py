@@ -135,6 +135,9 @@ def test_parse_scheduled_jobs(xml, expected):
             b'<?xml version="1.0"?><!DOCTYPE x SYSTEM "file:///etc/passwd"><scheduledJobs/>',
             id="external-dtd",
         ),
+        # Found by the fault campaign's fuzzing: expat raised LookupError, which the client does
+        # not turn into a GoCDError, so the poller died and the daemon exited 1.
+        pytest.param(b'<?xml version="1.0" encoding="aTF-8"?><scheduledJobs/>', id="unknown-encoding"),
     ],
 )
 def test_parse_scheduled_jobs_rejects(xml):

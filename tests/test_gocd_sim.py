@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import socket
+import struct
 import subprocess
 import sys
+import threading
 
 import pytest
 import requests
@@ -808,6 +811,35 @@ def test_faults_by_count_seconds_and_path(sim, clock):
     with pytest.raises(requests.ConnectionError):
         raw("GET", f"{sim.url}/api/agents")
     assert requests.post(f"{base}/_sim/faults", json={"kind": "flood"}, timeout=5).status_code == 400
+
+
+def test_a_client_that_gives_up_before_a_late_answer_is_no_traceback(clock, capfd):
+    """Seen in the fault campaign: under a latency fault the daemon's timeout came first, and
+    writing the answer to the closed connection printed socketserver's BrokenPipeError."""
+    with GoCDSimulator(clock=clock) as late:
+        late.schedule_jobs("app", count=200, resources=["linux"])  # an answer of several writes
+        late.inject_fault("latency", delay_s=10, count=3)
+        for _ in range(3):
+            with pytest.raises(requests.Timeout):
+                requests.get(late.url + "/api/feed/jobs/scheduled.xml", timeout=0.1)
+        clock.advance(10)  # the answers go out, to connections the client has closed
+        for handler in [t for t in threading.enumerate() if "process_request_thread" in t.name]:
+            handler.join(10)
+        assert raw("GET", late.url + "/api/v1/health", accept=None).status_code == 200
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_client_that_dies_with_its_connection_open_is_no_traceback(sim, capfd):
+    """Seen in the fault campaign: a SIGKILLed daemon's keep-alive connections are reset."""
+    host, port = sim.url.split("//")[1].split("/")[0].split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"GET /go/api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        s.sendall(b"GET /ver")  # the server reads the rest of this line when the RST comes
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+    for handler in [t for t in threading.enumerate() if "process_request_thread" in t.name]:
+        handler.join(10)
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_standalone_module_serves(tmp_path):

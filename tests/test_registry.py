@@ -412,8 +412,9 @@ def test_dry_run_leaves_the_would_launch_line_to_the_judge(clock, tmp_path, capl
     assert [r for r in caplog.records if r.levelno >= logging.INFO and "launch" in r.getMessage()] == []
 
 
-def test_broken_state_file_is_kept_aside(clock, tmp_path, caplog):
-    (tmp_path / "fleet.json").write_text("{not json")
+@pytest.mark.parametrize("content", ["{not json", "[" * 100_000 + "]" * 100_000])
+def test_broken_state_file_is_kept_aside(clock, tmp_path, caplog, content):
+    (tmp_path / "fleet.json").write_text(content)
     h = Harness(clock, tmp_path)
     assert h.states() == {}
     assert (tmp_path / "fleet.json.broken").exists()
@@ -606,6 +607,33 @@ def test_an_agent_that_stays_up_ends_the_backoff(h):
     assert h.registry.fleet().backoff[0].probe_registered
     h.clock.advance(301)
     h.snapshot(agent(probe))
+    assert h.registry.fleet().backoff == ()
+
+
+def test_an_agent_launched_before_the_failures_does_not_end_the_backoff(h):
+    """Found by the fault campaign (bench/faults, mesos-crash-loop): an agent of the profile that
+    was up before its image broke ended the backoff each time it started a job, and at every poll
+    once it had been up register_timeout, so the whole demand was launched again at once."""
+    (old,) = h.launch()
+    h.task(old, "TASK_RUNNING")
+    h.snapshot(agent(old))
+    h.clock.advance(301)
+    failing = h.launch(count=3)
+    for t in failing:
+        h.task(t, "TASK_FAILED", reason="REASON_CONTAINER_LAUNCH_FAILED")
+    until = h.clock.now() + 30
+    h.snapshot(agent(old, "Building", build="p/1/s/1/j"))  # it starts a job
+    h.clock.advance(10)
+    h.snapshot(agent(old))  # it has been up longer than register_timeout
+    h.snapshot(agent(old, "Building", build="p/2/s/1/j"))
+    (b,) = h.registry.fleet().backoff
+    assert (b.failures, b.until) == (1, until)
+    # The probe, launched after the failures, ends it by running a job.
+    h.clock.advance(21)
+    (probe,) = h.launch()
+    h.task(probe, "TASK_RUNNING")
+    h.snapshot(agent(old), agent(probe))
+    h.snapshot(agent(old), agent(probe, "Building", build="p/3/s/1/j"))
     assert h.registry.fleet().backoff == ()
 
 

@@ -221,6 +221,17 @@ def test_an_invalid_file_is_refused_with_every_problem_logged(tmp_path, caplog):
     ]
 
 
+def test_a_file_saved_in_another_encoding_is_refused_not_a_crash(tmp_path, caplog):
+    text = SAMPLE.read_text(encoding="utf-8")
+    path = _config(tmp_path, text)
+    current = config.load(path)
+    Path(path).write_bytes(text.encode("utf-8") + "# édité\n".encode("latin-1"))
+    with caplog.at_level(logging.ERROR):
+        assert reload(path, current, FakeSystem(), lambda _: None) is current
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert "not UTF-8 text" in errors[0] and errors[1].startswith(f"Reload of {path} refused: 1 ")
+
+
 def test_a_valid_file_applies_profiles_judge_and_logging_and_warns_about_the_rest(tmp_path, caplog):
     text = SAMPLE.read_text(encoding="utf-8")
     path = _config(tmp_path, text)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import base64
 import re
 import signal
+import socket
+import struct
 import subprocess
 import sys
+import threading
 
 import pytest
 import requests
@@ -280,6 +283,45 @@ def test_stale_offers_lose_the_tasks(sim, client):
     assert (
         status["message"] == f"Task launched with invalid offers: Offer {o['id']['value']} is no longer valid"
     )
+
+
+def test_offer_timeout_rescinds_offers_and_a_late_accept_loses_its_tasks(sim, client, clock):
+    sim.inject_fault("offer_timeout", seconds=10)
+    c, offers = subscribed(client)
+    clock.advance(5)
+    assert len(framework(sim)["offers"]) == 2  # not yet
+    clock.advance(5)
+    rescinded = {c.next("RESCIND", skip=("HEARTBEAT",))["rescind"]["offer_id"]["value"] for _ in offers}
+    assert rescinded == {o["id"]["value"] for o in offers}
+    # The allocator offers the resources anew, under new ids.
+    assert not rescinded & {o["id"] for o in framework(sim)["offers"]}
+    o = offers[0]
+    c.call(launch(o["id"]["value"], task_info("t1", o["agent_id"]["value"])))
+    status = next_status(c, "TASK_LOST")
+    assert status["reason"] == "REASON_INVALID_OFFERS"
+    # seconds 0 turns the timeout off, for the offers outstanding too.
+    outstanding = {o["id"] for o in framework(sim)["offers"]}
+    sim.inject_fault("offer_timeout", seconds=0)
+    clock.advance(60)
+    assert outstanding and outstanding <= {o["id"] for o in framework(sim)["offers"]}
+    with pytest.raises(ValueError):
+        sim.inject_fault("offer_timeout", seconds=-1)
+
+
+def test_calls_lists_the_accepted_calls_with_their_task_ids(sim, client, clock):
+    c, offers = subscribed(client)
+    o = offers[0]
+    c.call(launch(o["id"]["value"], task_info("t1", o["agent_id"]["value"])))
+    next_status(c, "TASK_STARTING")
+    clock.advance(2)
+    c.call({"type": "KILL", "kill": {"task_id": {"value": "t1"}}})
+    assert c.call({"type": "KILL"}).status_code == 400  # refused calls are not listed
+    kinds = [(kind, tasks) for _, kind, fid, tasks in sim.calls if fid == c.framework_id]
+    assert kinds[0] == ("SUBSCRIBE", ())
+    assert ("ACCEPT", ("t1",)) in kinds and ("ACKNOWLEDGE", ("t1",)) in kinds
+    assert kinds[-1] == ("KILL", ("t1",))
+    (kill_at,) = [at for at, kind, _, _ in sim.calls if kind == "KILL"]
+    assert kill_at == clock.now()
 
 
 def test_decline_filters_and_the_subset_rule(clock, agents):
@@ -660,6 +702,19 @@ def test_restart_and_leader_change_keep_tasks(sim, client):
         assert framework(sim)["tasks"][0]["id"] == "t1"
     finally:
         c3.close()
+
+
+def test_a_scheduler_that_dies_with_its_connection_open_is_no_traceback(sim, capfd):
+    """Seen in the fault campaign: a SIGKILLed daemon's keep-alive connections are reset."""
+    host, port = sim.address.split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as s:
+        s.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        s.sendall(b"GET /ver")  # the server reads the rest of this line when the RST comes
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+    for handler in [t for t in threading.enumerate() if "process_request_thread" in t.name]:
+        handler.join(10)
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_standalone_serves_until_sigterm():

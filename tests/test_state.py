@@ -42,3 +42,10 @@ def test_a_failed_write_keeps_the_old_content(tmp_path, monkeypatch):
         state.write_text(path, "new")
     assert state.read_text(path) == "old"
     assert os.listdir(tmp_path) == ["f"]
+
+
+def test_json_nested_too_deep_is_not_json(tmp_path):
+    path = tmp_path / "fleet.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match="nested too deep"):
+        state.read_json(str(path))

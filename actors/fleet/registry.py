@@ -753,11 +753,16 @@ class AgentRegistry(BaseActor):
             and self._clock.now() - record.registered_at < self._agents.register_timeout
         )
 
-    def _healthy(self, profile: str, why: str) -> None:
-        """The profile's agents work again: forget its failures."""
-        backoff = self._backoff.pop(profile, None)
-        if backoff is not None and backoff.failures:
-            logger.info("Profile %s works again (%s); its launch backoff is over", profile, why)
+    def _healthy(self, record: Record, why: str) -> None:
+        """The record's agent works: its profile's launches work again, and its failures are
+        forgotten, if the agent was launched after the last of them. One launched before (or
+        adopted) says nothing about launches now: the image may have broken since."""
+        backoff = self._backoff.get(record.profile)
+        if backoff is None or (backoff.failures and record.launch_no <= backoff.wave_end):
+            return
+        del self._backoff[record.profile]
+        if backoff.failures:
+            logger.info("Profile %s works again (%s); its launch backoff is over", record.profile, why)
             self._mark()
 
     def _forget(self, record: Record) -> None:
@@ -968,7 +973,7 @@ class AgentRegistry(BaseActor):
                 record.jobs_done += 1
                 record.last_job = job
                 self._mark()
-                self._healthy(record.profile, f"agent {record.task_id} runs a job")
+                self._healthy(record, f"agent {record.task_id} runs a job")
             record.idle_since = None
             self._set(record, FleetState.BUILDING)
             if self._used_up(record) and not record.retiring and agent.config_state == "Enabled":
@@ -1019,7 +1024,7 @@ class AgentRegistry(BaseActor):
             )
             record.jobs_done = message.completed
             self._mark()
-            self._healthy(record.profile, f"agent {record.task_id} ran a job")
+            self._healthy(record, f"agent {record.task_id} ran a job")
         if self._used_up(record) and not record.retiring and record.state in WORKING:
             # Its last job is done or under way: disable it now, not at the next plan.
             self._start_drain(record, "retired")
@@ -1076,7 +1081,7 @@ class AgentRegistry(BaseActor):
             and record.registered_at is not None
             and now - record.registered_at >= self._agents.register_timeout
         ):
-            self._healthy(record.profile, f"agent {record.task_id} stayed up")
+            self._healthy(record, f"agent {record.task_id} stayed up")
 
     def _clean_orphan_agents(self, backlog: BacklogSnapshot, by_host: dict[str, GoAgent], now: float) -> None:
         """GoCD agents named like ours that no record accounts for: disable, then delete."""

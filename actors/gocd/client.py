@@ -207,6 +207,8 @@ def parse_xml(data: bytes | str) -> ET.Element:
         root: ET.Element = parser.close()
     except ET.ParseError as e:
         raise ValueError(f"malformed XML: {e}") from None
+    except LookupError as e:  # expat's answer to an encoding name Python does not know
+        raise ValueError(f"malformed XML: {e}") from None
     return root
 
 
@@ -842,7 +844,7 @@ class GoCDClient:
         if "json" in ctype:
             try:
                 obj = json.loads(text)
-            except ValueError:
+            except (ValueError, RecursionError):
                 obj = None
             if isinstance(obj, Mapping):
                 text = str(obj.get("message") or obj.get("error") or text)
@@ -859,6 +861,12 @@ class GoCDClient:
             return json.loads(response.content)
         except ValueError as e:
             self._fail(GoCDBadResponse, method, path, response.status_code, f"malformed JSON ({e})")
+        except RecursionError:
+            # json's C decoder recurses per level: a body nested thousands deep (a broken
+            # proxy's, a hostile server's) is no answer either, and must not kill the poller.
+            self._fail(
+                GoCDBadResponse, method, path, response.status_code, "malformed JSON (nested too deep)"
+            )
 
     def _message(self, method: str, path: str, response: requests.Response) -> str:
         obj = self._json(method, path, response)

@@ -2182,6 +2182,15 @@ class _Handler(BaseHTTPRequestHandler):
         # add 40 ms to every answer on loopback.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError):
+            # The client went first: it gave up on a late answer (its timeout), or died with its
+            # keep-alive connection open. As a server does, drop it quietly, without
+            # socketserver's traceback on stderr.
+            self.close_connection = True
+
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""

@@ -41,9 +41,15 @@ Faults (``POST /_sim/faults`` with ``{"kind": ...}`` or :meth:`inject_fault`):
   (or the next ``count`` launches) fail with TASK_STARTING then TASK_FAILED /
   REASON_CONTAINER_LAUNCH_FAILED; ``count: 0`` with no image clears it;
 * ``slow_launch`` ``delay`` [``count``]: ``delay`` clock seconds between
-  TASK_STARTING and TASK_RUNNING for the next ``count`` launches (all if absent).
+  TASK_STARTING and TASK_RUNNING for the next ``count`` launches (all if absent);
+* ``offer_timeout`` ``seconds``: the master's ``--offer_timeout``: an offer
+  neither accepted nor declined within ``seconds`` is rescinded (RESCIND), and
+  an ACCEPT that comes later loses its tasks (TASK_LOST, REASON_INVALID_OFFERS);
+  ``seconds: 0`` turns it off, for outstanding offers too (offers never expire,
+  Mesos's default).
 
-Observation: ``GET /master/state`` (a subset of Mesos's) and ``GET /version``.
+Observation: ``GET /master/state`` (a subset of Mesos's), ``GET /version``, and
+:attr:`MesosSimulator.calls`, the scheduler calls the master accepted (202).
 Standalone: ``python -m actors.sim.mesos --port 5050 --agents 3``.
 
 Known simplifications: JSON only (protobuf bodies get 415), one role per
@@ -154,7 +160,10 @@ FAULT_KINDS = (
     "lose_agent",
     "fail_image",
     "slow_launch",
+    "offer_timeout",
 )
+#: How many accepted scheduler calls ``MesosSimulator.calls`` keeps.
+CALL_LOG = 10_000
 _ID_BAD = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 
@@ -616,6 +625,14 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.server.addr, format % args)
 
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError):
+            # A scheduler that died (SIGKILL) resets its keep-alive connection while the
+            # master waits for its next call: routine, and no traceback on stderr.
+            self.close_connection = True
+
     def _reply(
         self,
         status: int,
@@ -741,6 +758,13 @@ class MesosSimulator:
         self._fail_message = "Failed to launch container: simulated image failure"
         self._slow_delay = 0.0
         self._slow_count: int | None = None
+        self._offer_timeout = 0.0
+        #: The scheduler calls answered 202 and the subscriptions accepted, oldest first (at most
+        #: CALL_LOG): ``(clock now, call type, framework id, task ids)``, the task ids being those a
+        #: LAUNCH, KILL, ACKNOWLEDGE or RECONCILE names. Not Mesos's: what a test saw the master do.
+        self.calls: collections.deque[tuple[float, str, str, tuple[str, ...]]] = collections.deque(
+            maxlen=CALL_LOG
+        )
 
     # --- lifecycle --------------------------------------------------------------
 
@@ -921,6 +945,12 @@ class MesosSimulator:
                 if "message" in fields:
                     self._fail_message = str(fields["message"])
                 return {"kind": kind, "images": sorted(self._fail_images), "count": self._fail_next}
+            if kind == "offer_timeout":
+                seconds = float(fields.get("seconds", 0.0))
+                if seconds < 0 or math.isnan(seconds):
+                    raise ValueError(f"offer_timeout seconds must be 0 or more, not {seconds!r}")
+                self._offer_timeout = seconds
+                return {"kind": kind, "seconds": seconds}
             # slow_launch
             self._slow_delay = float(fields.get("delay", 0.0))
             self._slow_count = int(fields["count"]) if "count" in fields else None
@@ -1042,8 +1072,21 @@ class MesosSimulator:
                 offer_id = f"{self._master_id}-O{next(self._offer_seq)}"
                 f.offers[offer_id] = (node, available)
                 offers.append(self._offer_json(f, offer_id, node, available))
+                if self._offer_timeout > 0:
+                    self._expire_offer_later(f, offer_id)
             if offers:
                 f.send({"type": "OFFERS", "offers": {"offers": offers}})
+
+    def _expire_offer_later(self, f: _Framework, offer_id: str) -> None:
+        """``--offer_timeout``: rescind the offer if it is still outstanding then (master.cpp
+        ``offerTimeout``); its resources go back to the allocator, with no filter."""
+
+        def expire() -> None:
+            with self._lock:
+                if self._offer_timeout > 0 and f.offers.pop(offer_id, None) is not None:
+                    f.send({"type": "RESCIND", "rescind": {"offer_id": {"value": offer_id}}})
+
+        self.clock.call_later(self._offer_timeout, expire)
 
     def _offer_json(self, f: _Framework, offer_id: str, node: _Node, res: _Res) -> dict[str, Any]:
         return {
@@ -1324,6 +1367,7 @@ class MesosSimulator:
                 )
             if kind == "UNKNOWN":
                 raise _HttpError(501, "Received an unexpected 'UNKNOWN' call")
+            self.calls.append((self.clock.now(), kind, f.id, _call_task_ids(call)))
             self._dispatch_call(f, call)
         handler._reply(202)
 
@@ -1475,6 +1519,7 @@ class MesosSimulator:
                 )
                 stream.send({"type": "HEARTBEAT"})
                 self._schedule_heartbeat(stream)
+                self.calls.append((self.clock.now(), "SUBSCRIBE", fid, ()))
                 self._allocate(only=f)
                 logger.info("Framework %s (%s) subscribed", fid, info.get("name"))
             else:
@@ -1844,6 +1889,23 @@ class MesosSimulator:
             if not f.partition_aware:
                 state = "TASK_LOST"
             self._master_update(f, task_id, state, "REASON_RECONCILIATION", message, agent_id)
+
+
+def _call_task_ids(call: Mapping[str, Any]) -> tuple[str, ...]:
+    """The task ids a (validated) call names: its LAUNCH's tasks, KILL's, ACKNOWLEDGE's, RECONCILE's."""
+    kind = call["type"]
+    if kind == "ACCEPT":
+        return tuple(
+            str(info["task_id"].get("value", ""))
+            for op in call["accept"].get("operations", [])
+            if op.get("type") == "LAUNCH"
+            for info in op.get("launch", {}).get("task_infos", [])
+        )
+    if kind in ("KILL", "ACKNOWLEDGE"):
+        return (str(call[kind.lower()]["task_id"].get("value", "")),)
+    if kind == "RECONCILE":
+        return tuple(str(t["task_id"].get("value", "")) for t in call["reconcile"].get("tasks", []))
+    return ()
 
 
 # --- standalone -------------------------------------------------------------------------
