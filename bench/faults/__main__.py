@@ -32,11 +32,7 @@ from bench.faults.world import SCALE, Timers
 __all__ = ["PENDING", "fault_table", "fuzz_table", "main"]
 
 #: Faults and targets the brief lists that wait for code not on main yet: name -> why.
-PENDING = {
-    "gocd-feed-removed": (
-        "GoCDSimulator.remove_feed() is on main, [gocd] backlog = auto (another reader of the backlog) is not"
-    ),
-}
+PENDING: dict[str, str] = {}
 
 #: Payloads fuzzed in all, shared among the targets.
 PAYLOADS = 12_000

@@ -328,6 +328,29 @@ def truncated_fleet(world: World) -> str:
     return f"{len(data) // 2} of {len(data)} bytes kept; '{error}'; converged {took:.0f}s after"
 
 
+def feed_removed(world: World) -> str:
+    """GoCD drops the Feeds API under a running daemon (``[gocd] backlog = auto``) while agents
+    build and two more jobs come: one WARNING that it reads the dashboard now, nothing lost."""
+    daemon = _start(world, 3, FAULT_SECONDS / 3)
+    mark = len(daemon.lines)
+    with world.fault(world.name):
+        world.gocd.remove_feed()
+        time.sleep(FAULT_SECONDS / 3)
+        world.schedule(2, 3, pipeline="after")
+        time.sleep(FAULT_SECONDS * 2 / 3)
+    took = world.converge(CONVERGE_SECONDS)
+    switched = [
+        ln["message"]
+        for ln in daemon.lines[mark:]
+        if ln.get("level") == "WARNING" and "serves no scheduled-jobs feed" in ln.get("message", "")
+    ]
+    if len(switched) != 1:
+        raise RuntimeError(
+            f"expected one WARNING that the backlog is read from the dashboard, got {switched}"
+        )
+    return f"one WARNING: reads the dashboard from then on; converged {took:.0f}s after"
+
+
 def _short(world: World, line: str) -> str:
     """A log line with the world's folder as ``…``."""
     return line.replace(str(world.root), "…")
@@ -354,6 +377,7 @@ SCENARIOS: dict[str, tuple[str, Scenario, dict[str, Any]]] = {
         {},
     ),
     "gocd-slow": ("answers 2x [gocd] timeout late", _gocd_fault(_slow, _clear), {}),
+    "gocd-feed-removed": ("the Feeds API gone (404) mid-run; backlog = auto", feed_removed, {}),
     "mesos-drop-stream": ("stream dropped during launches", _mesos_fault("drop_stream"), {}),
     "mesos-stall-stream": ("stream silent (no heartbeats)", stall_stream, {}),
     "mesos-failover": ("master failover in place", _mesos_fault("restart"), {}),
