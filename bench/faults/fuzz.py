@@ -84,6 +84,18 @@ _JSON = st.recursive(
 )
 
 
+def _fuzzing(examples: int) -> Any:
+    """Hypothesis settings of every target: ``examples`` payloads, reproducible (derandomized, no
+    example database), no deadline or health check (payloads are built to be slow and odd)."""
+    return settings(
+        max_examples=examples,
+        database=None,
+        derandomize=True,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+
+
 def _xml_text(value: str) -> str:
     return value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\x00", "")
 
@@ -536,13 +548,7 @@ HOSTILE = [
 
 
 def _xml_feed(count: list[int], examples: int) -> Callable[[], None]:
-    @settings(
-        max_examples=examples,
-        database=None,
-        derandomize=True,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @_fuzzing(examples)
     @given(st.one_of(feeds(), st.binary(max_size=200)))
     def feed(data: bytes) -> None:
         count[0] += 1
@@ -557,13 +563,7 @@ def _xml_feed(count: list[int], examples: int) -> Callable[[], None]:
 
 
 def _json_agents(count: list[int], examples: int) -> Callable[[], None]:
-    @settings(
-        max_examples=examples,
-        database=None,
-        derandomize=True,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @_fuzzing(examples)
     @given(agents_payloads(), agent_objects() | _JSON)
     def agents(payload: Any, one: Any) -> None:
         count[0] += 1
@@ -611,13 +611,7 @@ def _client_wire(count: list[int], examples: int) -> Callable[[], None]:
         ),
     )
 
-    @settings(
-        max_examples=examples,
-        database=None,
-        derandomize=True,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @_fuzzing(examples)
     @given(st.sampled_from(sorted(_CALLS)), answers)
     def wire(call: str, answer: tuple[int, str, bytes]) -> None:
         count[0] += 1
@@ -652,13 +646,7 @@ def _hostile(count: list[int]) -> Callable[[], None]:
 
 
 def _config_ini(count: list[int], examples: int) -> Callable[[], None]:
-    @settings(
-        max_examples=examples,
-        database=None,
-        derandomize=True,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @_fuzzing(examples)
     @given(st.one_of(ini_texts(), ini_texts(), st.lists(st.text(max_size=30), max_size=6)))
     def ini(lines: list[str]) -> None:
         count[0] += 1
@@ -675,13 +663,7 @@ def _config_ini(count: list[int], examples: int) -> Callable[[], None]:
 
 
 def _config_dict(count: list[int], examples: int) -> Callable[[], None]:
-    @settings(
-        max_examples=examples,
-        database=None,
-        derandomize=True,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @_fuzzing(examples)
     @given(_SETTINGS_DICTS)
     def from_dict(data: dict[str, Any]) -> None:
         count[0] += 1
@@ -694,13 +676,7 @@ def _config_dict(count: list[int], examples: int) -> Callable[[], None]:
 
 
 def _judge(count: list[int], examples: int) -> Callable[[], None]:
-    @settings(
-        max_examples=examples,
-        database=None,
-        derandomize=True,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @_fuzzing(examples)
     @given(decisions(), st.sampled_from(["default", "ancestor", "static"]))
     def judge(case: tuple[Decide, tuple[Profile, ...], JudgeSettings], policy: str) -> None:
         count[0] += 1
@@ -722,13 +698,7 @@ def _judge(count: list[int], examples: int) -> Callable[[], None]:
 def _webhook_parse(count: list[int], examples: int) -> Callable[[], None]:
     secret = Secret("hook-secret")
 
-    @settings(
-        max_examples=examples,
-        database=None,
-        derandomize=True,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @_fuzzing(examples)
     @given(
         st.one_of(notifications(), st.binary(max_size=100), st.sampled_from(HOSTILE)),
         st.none() | st.text(max_size=80),
@@ -750,13 +720,7 @@ def _webhook_http(count: list[int], examples: int) -> Callable[[], None]:
     secret = "hook-secret"
     told: list[GoCDHint] = []
 
-    @settings(
-        max_examples=examples,
-        database=None,
-        derandomize=True,
-        deadline=None,
-        suppress_health_check=list(HealthCheck),
-    )
+    @_fuzzing(examples)
     @given(
         st.sampled_from([f"/hooks/gocd/{secret}", "/hooks/gocd", "/hooks/gocd/nope", "/hooks/gocd/%ff%00"]),
         st.sampled_from(["POST", "POST", "POST", "GET", "PUT"]),
