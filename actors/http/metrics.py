@@ -9,12 +9,12 @@ written by an actor. Every name starts with ``gocd_mesos_``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
-from actors.http.model import Snapshot
+from actors.http.model import Histogram, Snapshot
 
 __all__ = ["METRIC_NAMES", "SnapshotCollector", "registry_for"]
 
@@ -126,52 +126,64 @@ class SnapshotCollector(Collector):
         )
         decisions.add_metric([], s.decision_seconds.cumulative(), sum_value=s.decision_seconds.total)
         yield decisions
-        requests = HistogramMetricFamily(
+        yield _histograms(
             "gocd_mesos_gocd_request_seconds",
             "Seconds each GoCD read took, by endpoint (scheduled_jobs with its pipeline configs, or "
             "dashboard, stage, pipeline_config and template; agents).",
-            labels=["endpoint"],
+            "endpoint",
+            s.gocd_seconds,
         )
-        for endpoint, histogram in s.gocd_seconds:
-            requests.add_metric([endpoint], histogram.cumulative(), sum_value=histogram.total)
-        yield requests
-        errors = CounterMetricFamily(
+        yield _counters(
             "gocd_mesos_gocd_errors",
             "Failed GoCD polls since start, by the read that failed.",
-            labels=["endpoint"],
+            "endpoint",
+            s.gocd_errors,
         )
-        for endpoint, count in s.gocd_errors:
-            errors.add_metric([endpoint], count)
-        yield errors
-        notifications = CounterMetricFamily(
+        yield _counters(
             "gocd_mesos_gocd_notifications",
             "GoCD's notifications taken by the webhook since start, by kind (backlog: stage-status, "
             "agents: agent-status).",
-            labels=["kind"],
+            "kind",
+            s.gocd_notifications,
         )
-        for kind, count in s.gocd_notifications:
-            notifications.add_metric([kind], count)
-        yield notifications
         for what, value, meaning in (
             ("received", s.offers_received, "Mesos offers received since start."),
             ("used", s.offers_used, "Mesos offers used to launch agents since start."),
             ("declined", s.offers_declined, "Mesos offers declined since start."),
         ):
             yield CounterMetricFamily(f"gocd_mesos_offers_{what}", meaning, value=value)
-        waits = HistogramMetricFamily(
+        yield _histograms(
             "gocd_mesos_job_wait_seconds",
             "Seconds from a waiting job's first sight to the LAUNCH of its agent (step=launch), to "
             "that agent registered in GoCD (step=registered), to the job assigned (step=assigned).",
-            labels=["step"],
+            "step",
+            s.job_seconds,
         )
-        for step, histogram in s.job_seconds:
-            waits.add_metric([step], histogram.cumulative(), sum_value=histogram.total)
-        yield waits
         yield GaugeMetricFamily(
             "gocd_mesos_leader",
             "1 when this daemon acts: it leads its [ha] election, or runs without [ha]; 0 as a standby.",
             value=1 if s.leading else 0,
         )
+
+
+def _histograms(
+    name: str, documentation: str, label: str, histograms: Iterable[tuple[str, Histogram]]
+) -> HistogramMetricFamily:
+    """A histogram family with one histogram per value of ``label``."""
+    family = HistogramMetricFamily(name, documentation, labels=[label])
+    for value, histogram in histograms:
+        family.add_metric([value], histogram.cumulative(), sum_value=histogram.total)
+    return family
+
+
+def _counters(
+    name: str, documentation: str, label: str, counts: Iterable[tuple[str, int]]
+) -> CounterMetricFamily:
+    """A counter family with one count per value of ``label``."""
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, count in counts:
+        family.add_metric([value], count)
+    return family
 
 
 def registry_for(snapshot: Callable[[], Snapshot], now: Callable[[], float]) -> CollectorRegistry:
