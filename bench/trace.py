@@ -42,12 +42,10 @@ from actors.sim.gocd_agent import SimAgent
 from actors.sim.mesos import MesosSimulator
 from bench.reaction import percentiles
 from bench.workload import PROFILES, Trace, generate, static_waits
+from bench.world import IMAGE, KEY, PREFIX
 
 __all__ = ["ideal", "replay", "run", "static_size"]
 
-KEY = "bench-trace-key"
-PREFIX = "gocd-mesos-"
-IMAGE = "gocd/gocd-agent-ubuntu-24.04:v25.1.0"
 #: Seconds between a simulated agent's pings (GoCD's agent default is 5 s; longer here keeps the
 #: simulator's load bearable at a high time scale, and changes nothing the benchmark measures).
 PING_INTERVAL = 30.0
