@@ -233,8 +233,9 @@ class Profile:
     min: int = 0
     #: Agents never exceeded.
     max: int = 10
-    #: Seconds an agent may stay idle before it is drained.
-    idle_timeout: float = 300.0
+    #: Seconds an agent may stay idle before it is drained: by default about as long as an agent
+    #: takes to start, so an idle agent costs at most what starting a fresh one would.
+    idle_timeout: float = 30.0
     #: Jobs after which an agent is retired: 0 reuses it forever, 1 is a fresh agent per job.
     max_jobs: int = 0
     #: Mesos attribute rules an offer must satisfy.

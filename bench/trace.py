@@ -110,7 +110,6 @@ def _settings(policy: str, fleet: Mapping[str, int], gocd_url: str, mesos_url: s
             environments=environments,
             min=fleet.get(name, 0),
             max=max(200, fleet.get(name, 0)),
-            idle_timeout=300.0,
         )
         for name, (resources, environments) in PROFILES.items()
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from actors import config
-from actors.config import Constraint, GoCDSettings, Secret, Volume, parse_duration, parse_memsize
+from actors.config import Constraint, GoCDSettings, Profile, Secret, Volume, parse_duration, parse_memsize
 from actors.exceptions import ConfigError
 from tests.conftest import SAMPLE_CONFIG
 
@@ -133,6 +133,9 @@ def test_defaults():
     p = s.profiles[0]
     assert (p.cpus, p.mem, p.disk, p.min, p.max, p.max_jobs) == (1.0, 2048.0, 0.0, 0, 10, 0)
     assert p.containerizer == "docker" and p.network == "host"
+    # About an agent's start time: the trace benchmark's choice (README, Performance).
+    assert p.idle_timeout == 30.0
+    assert Profile(name="x", image="y").idle_timeout == 30.0
 
 
 def test_settings_are_frozen():
