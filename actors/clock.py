@@ -136,17 +136,23 @@ class ScaledClock(Clock):
     """A clock that runs ``scale`` times faster than the machine's clock.
 
     ``now()`` starts at the machine's monotonic time when the clock is made, so
-    a scale of 1 behaves exactly like :class:`RealClock`.
+    a scale of 1 behaves exactly like :class:`RealClock`. A clock made with
+    another's :attr:`origin` and scale reads the same time, in another process
+    of the machine too (the benchmarks run the daemon beside its simulators so).
     """
 
-    def __init__(self, scale: float = 1.0) -> None:
+    def __init__(self, scale: float = 1.0, *, origin: tuple[float, float] | None = None) -> None:
         if not scale > 0:
             raise ValueError(f"time scale must be positive, not {scale!r}")
         #: Simulated seconds per real second.
         self.scale = float(scale)
-        self._mono0 = time.monotonic()
-        self._wall0 = time.time()
+        self._mono0, self._wall0 = origin if origin is not None else (time.monotonic(), time.time())
         self._timers = _TimerThread(self, self._to_real, f"clock-timers-x{self.scale:g}")
+
+    @property
+    def origin(self) -> tuple[float, float]:
+        """The machine's monotonic and wall time when this clock started."""
+        return self._mono0, self._wall0
 
     def _to_real(self, seconds: float) -> float:
         return max(0.0, seconds) / self.scale

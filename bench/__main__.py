@@ -114,6 +114,15 @@ def _trace_rows(r: dict[str, Any]) -> list[list[str]]:
                 "",
             ]
         )
+        daemon = p["daemon"]
+        rows.append(
+            [
+                f"{name}: the daemon process: peak / median RSS; CPU at real speed (busiest hour)",
+                f"{daemon['peak_rss_mb']:.0f} / {daemon['median_rss_mb']:.0f} MB; "
+                f"{daemon['cpu_percent_real_speed']:.2f} % ({daemon['cpu_percent_busiest_hour']:.2f} %)",
+                "<= 100 MB; <= 1 %" if name == "default" else "",
+            ]
+        )
     return rows
 
 

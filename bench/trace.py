@@ -1,8 +1,9 @@
 """The workload trace replayed on the simulators, one policy at a time, through the policy seam.
 
-Each replay runs the daemon's whole system in this process (``actors.start``
-with ``[judge] policy``) on a :class:`~actors.clock.ScaledClock` shared with
-both simulators, so a day passes in minutes. Every run of the trace becomes a
+Each replay runs the daemon's whole system (``actors.start`` with ``[judge]
+policy``) in a process of its own, on a :class:`~actors.clock.ScaledClock` of
+the same origin as the simulators' in this process, so a day passes in minutes
+and the daemon's memory and CPU can be read from ``/proc`` as it works. Every run of the trace becomes a
 pipeline of its own in the GoCD simulator (its stages and jobs with that run's
 durations) triggered at its time; the simulator schedules each next stage when
 the previous one passed. Each launched agent starts after the trace's drawn
@@ -11,14 +12,19 @@ start time (around 30 s) before it talks to GoCD.
 Figures come from the simulators: a job's wait is its assignment minus its
 scheduling in the GoCD simulator; agent-seconds are the Mesos simulator's task
 lifetimes (first status to terminal status, or to the end of the replay);
-busy agent-seconds are the jobs' building times on those agents.
+busy agent-seconds are the jobs' building times on those agents. The daemon's
+CPU seconds over the replay are those of a real day's work (everything it does
+is paced by the clock), so CPU seconds per simulated second is its CPU share
+at real speed.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import statistics
 import tempfile
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -42,7 +48,7 @@ from actors.sim.gocd_agent import SimAgent
 from actors.sim.mesos import MesosSimulator
 from bench.reaction import percentiles
 from bench.workload import PROFILES, Trace, generate, static_waits
-from bench.world import IMAGE, KEY, PREFIX
+from bench.world import IMAGE, KEY, PREFIX, usage
 
 __all__ = ["ideal", "replay", "run", "static_size"]
 
@@ -97,6 +103,16 @@ def static_size(trace: Trace, target_p95: float) -> dict[str, int]:
             by_profile[profile].append(wait)
         fleet[max(PROFILES, key=lambda name: percentiles(by_profile[name])["p95"] or 0.0)] += 1
     return fleet
+
+
+def _daemon(settings: Settings, scale: float, origin: tuple[float, float], stop: Any) -> None:
+    """The daemon's system on a clock of ``origin`` and ``scale``, until ``stop`` is set (the
+    target of the replay's daemon process)."""
+    system = actors.start(settings, clock=ScaledClock(scale, origin=origin), http=False)
+    try:
+        stop.wait()
+    finally:
+        system.stop()
 
 
 def _settings(policy: str, fleet: Mapping[str, int], gocd_url: str, mesos_url: str, state: Path) -> Settings:
@@ -155,7 +171,19 @@ def replay(
     settings = _settings(policy, fleet or {}, gocd_url, mesos_url, Path(folder.name) / "state")
     if policy != "static":
         settings = replace(settings, profiles=tuple(replace(p, min=0) for p in settings.profiles))
-    system = actors.start(settings, clock=clock, http=False)
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    daemon = context.Process(
+        target=_daemon, args=(settings, scale, clock.origin, stop), name=f"gocd-mesos-{policy}", daemon=True
+    )
+    daemon.start()
+    assert daemon.pid is not None
+    # The daemon is up once its framework subscribed: its start-up is not the day's work.
+    deadline = time.monotonic() + 120.0
+    while not mesos.state()["frameworks"]:
+        if not daemon.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"the {policy} daemon did not subscribe to the Mesos simulator")
+        time.sleep(0.05)
     if policy == "static":
         # A static fleet is up before the day begins: its agents have registered.
         size = sum((fleet or {}).values())
@@ -165,6 +193,8 @@ def replay(
         )
     began = clock.now()
     timeline: list[tuple[float, int, int]] = []
+    #: (seconds since start, the daemon's resident bytes, its CPU seconds) once a simulated minute.
+    daemon_usage: list[tuple[float, int, float]] = []
     done = threading.Event()
 
     def sample() -> None:
@@ -172,7 +202,14 @@ def replay(
         while not clock.wait(done, SAMPLE_EVERY):
             waiting = sum(1 for j in gocd.state()["jobs"] if j["state"] == "scheduled")
             live = sum(len(f["tasks"]) for f in mesos.state()["frameworks"])
-            timeline.append((round(clock.now() - began, 1), waiting, live))
+            at = round(clock.now() - began, 1)
+            timeline.append((at, waiting, live))
+            if daemon.is_alive():
+                now = usage(pid)
+                daemon_usage.append((at, now.rss, now.cpu_seconds))
+
+    pid = daemon.pid
+    daemon_usage.append((0.0, usage(pid).rss, usage(pid).cpu_seconds))
 
     sampler = threading.Thread(target=sample, name="trace-sampler", daemon=True)
     sampler.start()
@@ -202,9 +239,11 @@ def replay(
         while not gocd.wait_for(finished, timeout=5.0):
             pass
         ended = clock.now()
+        peak_rss = usage(pid).peak_rss
         figures = _figures(trace, gocd.state(), mesos.state(), began, ended, clock)
         done.set()
         sampler.join(10)
+        figures["daemon"] = _daemon_figures(daemon_usage, peak_rss, scale)
         figures["timeline"] = timeline
         figures["waits"] = sorted(
             round(j["assigned_at"] - j["scheduled_at"], 2)
@@ -214,10 +253,34 @@ def replay(
         return figures
     finally:
         done.set()
-        system.stop()
+        stop.set()
+        daemon.join(60)
+        if daemon.is_alive():
+            daemon.kill()
         mesos.stop()
         gocd.stop()
         folder.cleanup()
+
+
+def _daemon_figures(samples: list[tuple[float, int, float]], peak_rss: int, scale: float) -> dict[str, Any]:
+    """The daemon process's memory and CPU over a replay, from ``samples`` of (simulated seconds
+    since the start, resident bytes, CPU seconds): the peak and median resident memory, and its CPU
+    share at real speed (CPU seconds per simulated second) over the whole replay and its busiest
+    simulated hour."""
+    (t0, _, cpu0), (t1, _, cpu1) = samples[0], samples[-1]
+    busiest = 0.0
+    for i, (at, _, cpu) in enumerate(samples):
+        later = [s for s in samples[i:] if s[0] - at <= 3600.0]
+        if later[-1][0] - at >= 3000.0:
+            busiest = max(busiest, (later[-1][2] - cpu) / (later[-1][0] - at))
+    return {
+        "peak_rss_mb": peak_rss / 2**20,
+        "median_rss_mb": statistics.median(rss for _, rss, _ in samples) / 2**20,
+        "cpu_seconds": cpu1 - cpu0,
+        "cpu_percent_real_speed": 100.0 * (cpu1 - cpu0) / max(t1 - t0, 1e-9),
+        "cpu_percent_busiest_hour": 100.0 * busiest,
+        "cpu_percent_at_scale": 100.0 * (cpu1 - cpu0) / max(t1 - t0, 1e-9) * scale,
+    }
 
 
 def _figures(

@@ -23,7 +23,7 @@ from actors.clock import Clock, RealClock
 from actors.sim.gocd import GoCDSimulator
 from actors.sim.mesos import MesosSimulator
 
-__all__ = ["IMAGE", "KEY", "PREFIX", "Process", "World"]
+__all__ = ["IMAGE", "KEY", "PREFIX", "Process", "Usage", "World", "usage"]
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "bench-auto-register-key"
@@ -43,6 +43,19 @@ class Usage:
     cpu_seconds: float
 
 
+def usage(pid: int) -> Usage:
+    """Memory and CPU time of process ``pid`` now (Linux ``/proc``)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return Usage(
+        rss=int(fields["VmRSS"].split()[0]) * 1024,
+        peak_rss=int(fields["VmHWM"].split()[0]) * 1024,
+        cpu_seconds=(int(stat[11]) + int(stat[12])) / ticks,
+    )
+
+
 class Process:
     """A running ``bin/gocd-mesosd``; its log goes to a file."""
 
@@ -57,16 +70,8 @@ class Process:
         )
 
     def usage(self) -> Usage:
-        """Memory and CPU time of the process now (Linux ``/proc``)."""
-        status = Path(f"/proc/{self.proc.pid}/status").read_text()
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        stat = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return Usage(
-            rss=int(fields["VmRSS"].split()[0]) * 1024,
-            peak_rss=int(fields["VmHWM"].split()[0]) * 1024,
-            cpu_seconds=(int(stat[11]) + int(stat[12])) / ticks,
-        )
+        """Memory and CPU time of the process now."""
+        return usage(self.proc.pid)
 
     def log(self) -> str:
         return self.log_path.read_text(encoding="utf-8", errors="replace")

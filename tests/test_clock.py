@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -93,6 +95,20 @@ def test_scaled_clock_runs_faster():
     assert fast.now() - start >= 50
     with pytest.raises(ValueError):
         ScaledClock(0)
+
+
+def test_a_scaled_clock_with_the_same_origin_reads_the_same_time_in_another_process():
+    clock = ScaledClock(60)
+    code = (
+        "import sys; from actors.clock import ScaledClock; "
+        f"c = ScaledClock(60, origin={clock.origin!r}); print(c.now(), c.time())"
+    )
+    before, wall_before = clock.now(), clock.time()
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    after, wall_after = clock.now(), clock.time()
+    now, wall = map(float, out.split())
+    assert before <= now <= after
+    assert wall_before <= wall <= wall_after
 
 
 def test_real_clock_timer_and_wait():
