@@ -285,6 +285,22 @@ def test_failed_launches_back_off_exponentially_registration_resumes_and_a_job_r
     assert h.registry.fleet().backoff == ()
 
 
+def test_a_launch_that_lost_its_offer_is_forgotten_without_backoff(h):
+    # Mesos answers an ACCEPT of a rescinded offer with TASK_LOST (TASK_DROPPED for a
+    # partition-aware framework), REASON_INVALID_OFFERS: the image never ran.
+    for state in ("TASK_LOST", "TASK_DROPPED"):
+        (t,) = h.launch()
+        h.task(t, state, reason="REASON_INVALID_OFFERS")
+        assert h.states() == {}
+    assert h.registry.fleet().backoff == ()
+    assert h.registry.failed_total == 0
+    # Any other loss of a launch is a failure.
+    (t,) = h.launch()
+    h.task(t, "TASK_LOST", reason="REASON_AGENT_REMOVED")
+    (b,) = h.registry.fleet().backoff
+    assert b.failures == 1 and h.registry.failed_total == 1
+
+
 def test_backoff_is_capped(h):
     for _ in range(8):
         (t,) = h.launch()

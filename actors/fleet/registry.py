@@ -634,6 +634,12 @@ class AgentRegistry(BaseActor):
             logger.info("Agent %s was never launched; forgetting it", record.task_id)
             self._bridge.tell(KillAgent(task_id=record.task_id))
             self._forget(record)
+        elif record.state in LAUNCH and update.reason == "REASON_INVALID_OFFERS":
+            # The master refused the launch because its offer was gone (rescinded, or taken by
+            # another accept): nothing is wrong with the profile, so no backoff; the judge
+            # launches for the jobs again on the next plan.
+            logger.info("Launch of agent %s lost its offer (%s); launching again", record.task_id, why)
+            self._forget(record)
         elif record.retiring and record.state in LAUNCH:
             # Its profile was removed before it ran (the bridge dropped it from its queue, say):
             # not a failure of any profile's launches.
