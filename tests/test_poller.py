@@ -207,6 +207,26 @@ def test_failures_back_off_and_recover(clock, recorder, caplog):
     assert recorder.messages[-1].attempts == 1
 
 
+def test_refused_credentials_are_an_error_at_every_poll_and_an_outage_a_warning(clock, recorder, caplog):
+    client = FakeClient()
+    poller = _poller(clock, recorder, client)
+    client.jobs = GoCDAuthError("GoCD refused the access token (401): token expired", status=401)
+    with caplog.at_level(logging.INFO, logger="actors.gocd.poller"):
+        poller.on_receive(Poll())
+        clock.advance(20)
+        poller.on_receive(Poll())
+    errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
+    assert len(errors) == 2
+    assert all("token expired" in e and "fix [gocd] token" in e for e in errors)
+    assert [m.attempts for m in recorder.of(GoCDUnavailable)] == [1, 2]
+    caplog.clear()
+    client.jobs = GoCDServerError("GET feed failed: 503", status=503)
+    with caplog.at_level(logging.INFO, logger="actors.gocd.poller"):
+        poller.on_receive(Poll())
+    assert [r.levelno for r in caplog.records] == [logging.INFO]  # still failing: attempt 3
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
 class AssigningBetweenReads(FakeClient):
     """GoCD that gives JOB to the idle agent right after the poll's first read, whichever it is."""
 

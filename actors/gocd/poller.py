@@ -22,7 +22,7 @@ from actors.backoff import retry_delay
 from actors.base import BaseActor, Publisher
 from actors.clock import Clock, Ticker, Timer, tell_later
 from actors.config import GoCDSettings
-from actors.exceptions import GoCDError, GoCDNotFound, GoCDUnprocessable
+from actors.exceptions import GoCDAuthError, GoCDError, GoCDNotFound, GoCDUnprocessable
 from actors.gocd.backlog import BacklogSource, make_backlog
 from actors.gocd.client import JOB_HISTORY_SINCE, GoCDClient, make_session, version_tuple
 from actors.messages import (
@@ -331,7 +331,16 @@ class GoCDPoller(BaseActor):
         # Reschedule before publishing: whoever sees the message sees the new timer.
         if self._ticker is not None:
             self._ticker.set_interval(retry_in)
-        if self._attempts == 1:
+        if isinstance(error, GoCDAuthError):
+            # Not an outage that passes: an expired token or a changed password needs an
+            # operator, so every refused poll says so at ERROR (the backoff spaces them out).
+            logger.error(
+                "GoCD refuses the daemon's credentials or rights: %s; fix [gocd] token or "
+                "username/password (and the user's role); polling again in %.0fs",
+                error,
+                retry_in,
+            )
+        elif self._attempts == 1:
             logger.warning("GoCD is unavailable: %s; polling again in %.0fs", error, retry_in)
         else:
             logger.info(
