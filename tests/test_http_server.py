@@ -192,9 +192,13 @@ def test_a_standby_is_healthy_and_ready_while_zookeeper_is_up_and_says_it_does_n
     }
     assert "gocd_mesos_leader 0.0" in get(server, "/metrics").text
     assert get(server, "/status").json()["ha"]["role"] == "standby"
-    assert "Standby" in get(server, "/").text
+    page = get(server, "/").text
+    # A healthy standby is how HA should look: nothing on its page is shown as a fault.
+    assert "Standby" in page and "not subscribed (the leader is)" in page
+    assert 'class="bad"' not in page
     server.on_message(LeadershipChanged(leader=False, since=clock.now(), zookeeper_connected=False))
     assert get(server, "/readyz").status_code == 503
+    assert '<span class="bad">ZooKeeper unreachable</span>' in get(server, "/").text
     # Leading: the usual checks, and the gauge says so.
     server.on_message(LeadershipChanged(leader=True, since=clock.now()))
     server.alive["AgentRegistry"] = True  # type: ignore[attr-defined]
