@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from urllib.parse import quote
 
 import pytest
@@ -245,6 +246,35 @@ def test_job_waits_are_timed_from_first_sight_to_launch_registration_and_assignm
     model.apply(backlog(), 60.0)
     model.apply(BacklogSnapshot(jobs=(), agents=(building(j2),), fetched_at=70.0), 70.0)
     assert waits(model)["assigned"] == (2, 120.0)
+
+
+def test_a_job_gocd_dates_counts_from_its_scheduling_and_never_from_the_future():
+    model = StatusModel([LINUX])
+    wall = 1_700_000_000.0
+    dated = replace(job("app/1/build/1/a"), scheduled_at=wall - 7.0)  # the dashboard source
+    ahead = replace(job("app/1/build/1/b"), scheduled_at=wall + 30.0)  # GoCD's clock runs ahead
+    undated = job("app/1/build/1/c")  # the feed says no time
+    model.apply(BacklogSnapshot(jobs=(dated, ahead, undated), agents=(), fetched_at=100.0), 100.0, wall)
+    assert dict(model.snapshot().first_seen) == {
+        dated.locator: 93.0,
+        ahead.locator: 100.0,
+        undated.locator: 100.0,
+    }
+    model.apply(plan(101.0, (dated.locator, "launching", "linux")), 101.0, wall + 1)
+    assert model.snapshot().oldest_wait(110.0) == {("linux", "launching"): 17.0}
+    model.apply(TaskLaunched("t0", "linux", "node", "host"), 104.0, wall + 4)
+    assert waits(model)["launch"] == (1, 11.0)
+    # A later read keeps the start it had, whatever GoCD says then.
+    model.apply(
+        BacklogSnapshot(jobs=(replace(dated, scheduled_at=wall),), agents=(), fetched_at=110.0),
+        110.0,
+        wall + 10,
+    )
+    assert dict(model.snapshot().first_seen)[dated.locator] == 93.0
+    # Without the wall time (an embedding's own model), every job counts from its first sight.
+    other = StatusModel([LINUX])
+    other.apply(BacklogSnapshot(jobs=(dated,), agents=(), fetched_at=100.0), 100.0)
+    assert dict(other.snapshot().first_seen) == {dated.locator: 100.0}
 
 
 def test_a_job_that_leaves_unseen_is_not_timed_and_a_launch_after_it_left_is_no_ones():

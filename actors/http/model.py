@@ -9,12 +9,15 @@ server reads from any thread. Anything that depends on the time of the read
 ``now``, so a snapshot never goes stale between messages and readers never
 write to it.
 
-The age of a waiting job counts from when this model first saw it waiting in a
+The age of a waiting job counts from when GoCD scheduled it, where the backlog
+says (the dashboard source's ``scheduled_at``, wall-clock time GoCD gave, taken
+against the ``wall`` time of :meth:`StatusModel.apply`; never later than the
+first sight), else from when this model first saw it waiting in a
 BacklogSnapshot: GoCD's scheduled-jobs feed carries no scheduled time (see
-:class:`~actors.messages.ScheduledJob`), so a job that waited before the daemon
-started counts from the daemon's first read of GoCD.
+:class:`~actors.messages.ScheduledJob`), so there a job that waited before the
+daemon started counts from the daemon's first read of GoCD.
 
-The job latencies (:data:`JOB_STEPS`) count from that same first sight:
+The job latencies (:data:`JOB_STEPS`) count from that same start:
 
 * ``launch``: to the LAUNCH of the agent started for the job. The judge gives a job
   the reason ``launching`` in the plan that asks an agent for it; each
@@ -58,6 +61,7 @@ from actors.messages import (
     LeadershipChanged,
     OffersHandled,
     ScalePlan,
+    ScheduledJob,
     TaskLaunched,
 )
 
@@ -199,7 +203,8 @@ class Snapshot:
     profiles: tuple[ProfileStatus, ...] = ()
     #: The last plan's reason for every waiting job, in scheduled order.
     waiting: tuple[JobReason, ...] = ()
-    #: Clock time each waiting job was first seen waiting, by locator.
+    #: Clock time each waiting job started waiting (GoCD's scheduled time where the backlog says,
+    #: else its first sight; see the module), by locator.
     first_seen: tuple[tuple[str, float], ...] = ()
     #: The latest plans, oldest first (at most :data:`PLANS_KEPT`).
     plans: tuple[PlanSummary, ...] = ()
@@ -451,8 +456,9 @@ class StatusModel:
         """The latest snapshot (the same object until the next message changes something)."""
         return self._snapshot
 
-    def apply(self, message: Any, now: float) -> Snapshot:
-        """Fold ``message``, received at clock time ``now``, in; returns the new snapshot."""
+    def apply(self, message: Any, now: float, wall: float | None = None) -> Snapshot:
+        """Fold ``message``, received at clock time ``now`` (``wall``: the wall-clock time then,
+        which dates the jobs GoCD says when it scheduled), in; returns the new snapshot."""
         s = self._snapshot
         if isinstance(message, ScalePlan):
             self._ask_for_agents(message)
@@ -469,7 +475,7 @@ class StatusModel:
         elif isinstance(message, FleetChanged):
             s = self._fold_fleet(s, message, now)
         elif isinstance(message, BacklogSnapshot):
-            job_seconds = self._assigned(message, now, dict(s.job_seconds))
+            job_seconds = self._assigned(message, now, wall, dict(s.job_seconds))
             s = _replace(
                 s,
                 job_seconds=tuple(job_seconds.items()),
@@ -539,14 +545,15 @@ class StatusModel:
                 self._awaiting_launch.setdefault(job.profile, []).append(job.locator)
 
     def _assigned(
-        self, message: BacklogSnapshot, now: float, job_seconds: dict[str, Histogram]
+        self, message: BacklogSnapshot, now: float, wall: float | None, job_seconds: dict[str, Histogram]
     ) -> dict[str, Histogram]:
-        """Fold a backlog read into the first sights; time the jobs seen being built."""
+        """Fold a backlog read into the jobs' start times (see the module); time the jobs seen
+        being built."""
         waiting = {j.locator for j in message.jobs}
         for locator in self._first_seen.keys() - waiting:
             self._left[locator] = (self._first_seen[locator], ASSIGNED_LOOKS)
         self._first_seen = {
-            locator: self._first_seen.get(locator, now) for locator in (j.locator for j in message.jobs)
+            job.locator: self._first_seen.get(job.locator, _scheduled(job, now, wall)) for job in message.jobs
         }
         self._asked_for &= waiting
         for profile, queue in list(self._awaiting_launch.items()):
@@ -637,6 +644,14 @@ def _observe(
     histograms: tuple[tuple[str, Histogram], ...], step: str, seconds: float
 ) -> tuple[tuple[str, Histogram], ...]:
     return tuple((name, h.observe(max(0.0, seconds)) if name == step else h) for name, h in histograms)
+
+
+def _scheduled(job: ScheduledJob, now: float, wall: float | None) -> float:
+    """The clock time ``job`` was scheduled, seen first at clock time ``now`` (wall-clock time
+    ``wall``): GoCD's time where it says, never later than now; else now."""
+    if job.scheduled_at is None or wall is None:
+        return now
+    return now - max(0.0, wall - job.scheduled_at)
 
 
 def _summary(plan: ScalePlan) -> PlanSummary:

@@ -153,7 +153,7 @@ class StatusServer:
 
     def on_message(self, message: Any) -> None:
         """Fold one published message in (the system's listener; one thread at a time)."""
-        self._latest = self._model.apply(message, self._clock.now())
+        self._latest = self._model.apply(message, self._clock.now(), self._clock.time())
 
     def start(self) -> None:
         """Serve on a thread of its own; returns once the IOLoop runs (at once if it already does)."""
