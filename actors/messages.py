@@ -162,8 +162,11 @@ class GoAgent:
     ip_address: str = ""
     #: Resources the agent advertises (empty for elastic agents).
     resources: tuple[str, ...] = ()
-    #: Environments the agent belongs to.
+    #: Environments the agent belongs to: those GoCD's config defines.
     environments: tuple[str, ...] = ()
+    #: Environment names stored on the agent that no environment defines (origin ``unknown``
+    #: in the agents API): GoCD ignores them, so the agent takes jobs as if not in them.
+    undefined_environments: tuple[str, ...] = ()
     #: Elastic agent id; None for normal agents.
     elastic_agent_id: str | None = None
     #: Elastic plugin id; None for normal agents.

@@ -246,8 +246,10 @@ def test_elastic_profiles_survive_a_failing_server(sim, client):
     assert client.with_elastic_profiles(jobs) == jobs
 
 
-def test_agents_v7(sim, client):
-    sim.add_agent("a1", uuid="u1", resources=["linux", "docker"], environments=["prod"])
+def test_agents_v7(make_sim, clock):
+    sim = make_sim(environments=["prod"])
+    client = client_for(sim, clock)
+    sim.add_agent("a1", uuid="u1", resources=["linux", "docker"], environments=["prod", "ghost"])
     sim.add_agent("k8s", uuid="u2", elastic_agent_id="ea-1", elastic_plugin_id="cd.go.k8s", free_space=None)
     agents = {a.uuid: a for a in client.agents()}
     assert agents["u1"] == GoAgent(
@@ -259,6 +261,8 @@ def test_agents_v7(sim, client):
         ip_address="127.0.0.1",
         resources=("docker", "linux"),
         environments=("prod",),
+        # GoCD defines no "ghost": origin unknown, ignored on the agent.
+        undefined_environments=("ghost",),
         free_space=10 * 1024**3,
         sandbox="/go-working-dir",
         operating_system="Linux",
@@ -282,7 +286,7 @@ def test_agents_v7(sim, client):
     ],
 )
 def test_agents_api_version_fallback_is_remembered(make_sim, clock, version, accepts):
-    sim = make_sim(version=version)
+    sim = make_sim(version=version, environments=["prod"])
     sim.add_agent("a1", uuid="u1", environments=["prod"])
     client = client_for(sim, clock)
     (agent,) = client.agents()
@@ -359,7 +363,9 @@ def test_enable_disable_and_bulk(sim, client):
         client.set_agents_config_state([], "Enabled")
 
 
-def test_approving_a_pending_agent_can_rename_it(sim, client):
+def test_approving_a_pending_agent_can_rename_it(make_sim, clock):
+    sim = make_sim(environments=["ci"])
+    client = client_for(sim, clock)
     sim.add_agent("node-7", uuid="u3", config_state="Pending")
     approved = client.enable_agent(
         "u3", hostname="gocd-mesos-linux-0123abcd", resources=("linux", "docker"), environments=("ci",)

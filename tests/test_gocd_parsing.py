@@ -194,7 +194,9 @@ IDLE = GoAgent(
     build_state="Idle",
     ip_address="10.0.4.17",
     resources=("docker", "linux"),
-    environments=("staging", "ghost"),
+    # "ghost" has origin unknown: GoCD defines no such environment and ignores it on the agent.
+    environments=("staging",),
+    undefined_environments=("ghost",),
     free_space=52613349376,
     sandbox="/go-working-dir",
     operating_system="Ubuntu 24.04 LTS",
@@ -252,6 +254,7 @@ def _replace(agent: GoAgent, **over) -> GoAgent:
                 IDLE,
                 resources=(),
                 environments=(),
+                undefined_environments=(),
                 elastic_plugin_id="cd.go.contrib.elasticagent.kubernetes",
                 elastic_agent_id="k8s-ea-abc",
             ),
@@ -282,7 +285,8 @@ def _replace(agent: GoAgent, **over) -> GoAgent:
         ),
         pytest.param(
             _v7(agent_version=_DROP, agent_bootstrapper_version=_DROP, environments=["staging", "ghost"]),
-            _replace(IDLE, agent_version=""),
+            # Plain names say no origin: each is taken as defined.
+            _replace(IDLE, agent_version="", environments=("staging", "ghost"), undefined_environments=()),
             id="v4-string-environments",
         ),
         pytest.param(
@@ -305,7 +309,9 @@ def _replace(agent: GoAgent, **over) -> GoAgent:
         ),
         pytest.param(
             _v7(resources="linux, docker", environments=None, sandbox=None),
-            _replace(IDLE, resources=("linux", "docker"), environments=(), sandbox=""),
+            _replace(
+                IDLE, resources=("linux", "docker"), environments=(), undefined_environments=(), sandbox=""
+            ),
             id="odd-types",
         ),
         pytest.param(

@@ -129,6 +129,27 @@ def test_environment_rule_picks_the_environment_profile():
     assert dict(plan.launches) == {"staging": 1}
 
 
+def test_environment_names_gocd_defines_nowhere_are_ignored_as_gocd_ignores_them():
+    # A profile whose only environment GoCD does not define: GoCD puts its agents in none.
+    ghost = Profile(name="ghost", image="i", cpus=1, mem=512, resources=("linux",), environments=("ghost",))
+    profiles = (SMALL, ghost)
+    nowhere = replace(go_agent("g1", state="Building"), environments=(), undefined_environments=("Ghost",))
+    # Until an agent shows the name undefined, the profile is taken at its word.
+    assert [r.profile for r in plan_for(jobs=[job(1)], profiles=profiles).reasons] == ["small"]
+    # Then the smaller ghost profile is the one that fits a job of no environment...
+    plan = plan_for(jobs=[job(1)], agents=[nowhere], profiles=profiles)
+    assert [(r.reason, r.profile) for r in plan.reasons] == [("launching", "ghost")]
+    # ...and its idle agent takes such a job, as GoCD would give it.
+    idle = replace(nowhere, agent_state="Idle")
+    plan = plan_for(jobs=[job(1)], agents=[idle], profiles=profiles)
+    assert reasons(plan) == ["idle-agent-available"] and plan.launches == ()
+    # Nor is that agent drained while a waiting job will take it.
+    keep = replace(ghost, idle_timeout=0)
+    fleet = [ours("g1", profile="ghost", idle_since=NOW - 100)]
+    plan = plan_for(jobs=[job(1)], agents=[replace(idle, hostname="g1")], fleet=fleet, profiles=(SMALL, keep))
+    assert plan.drains == ()
+
+
 def test_backlog_that_is_not_agent_demand():
     plan = plan_for(jobs=[job(1, ("windows",)), job(2, (), elastic="k8s"), job(3, name="test-runOnAll-1")])
     assert reasons(plan) == ["no-matching-profile", "not-ours", "pinned-to-agent"]

@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors.fleet.matching import job_fits_agent
-from actors.messages import GoAgent
+from actors.gocd.client import parse_agent
 from actors.sim.gocd_assignment import EnvironmentPipelineMatchers, find_matching_job
 
 SIM = Path(__file__).resolve().parents[1] / "actors" / "sim"
@@ -84,8 +84,8 @@ def cases(draw: st.DrawFn) -> tuple[Job, Agent, tuple[str, ...]]:
     agent = Agent(
         uuid=UUID,
         resources=draw(names(RESOURCES, 6)),
-        # Environments GoCD defines only: see test_an_undefined_agent_environment_is_a_known_disagreement.
-        environments=draw(names(defined, 3)) if defined else (),
+        # Defined or not: GoCD stores any name on an agent and ignores those it defines nowhere.
+        environments=draw(names(ENVIRONMENTS, 3)),
         # Elastic ids absent, blank or set.
         elastic_agent_id=draw(st.sampled_from((None, "", " ", "ea-1"))),
         elastic_plugin_id=draw(st.sampled_from((None, "", " ", "cd.go.k8s"))),
@@ -93,18 +93,31 @@ def cases(draw: st.DrawFn) -> tuple[Job, Agent, tuple[str, ...]]:
     return job, agent, defined
 
 
-def daemon_says(job: Job, agent: Agent) -> bool:
-    """The daemon's answer: may this agent take this job?"""
-    go_agent = GoAgent(
-        uuid=agent.uuid,
-        hostname="h",
-        config_state="Enabled",
-        agent_state="Idle",
-        resources=agent.resources,
-        environments=agent.environments,
-        elastic_agent_id=agent.elastic_agent_id,
-        elastic_plugin_id=agent.elastic_plugin_id,
-    )
+def agents_api(agent: Agent, defined: tuple[str, ...]) -> dict[str, object]:
+    """The agent as GoCD's agents API shows it (``gocd-api.md`` 2.2): a name no environment
+    defines has origin ``unknown``; the elastic ids instead of the resources for an elastic
+    agent (both ids set and not blank: ``AgentRepresenter``, ``Agent.isElastic``)."""
+    known = {d.casefold() for d in defined}
+    obj: dict[str, object] = {
+        "uuid": agent.uuid,
+        "hostname": "h",
+        "agent_config_state": "Enabled",
+        "agent_state": "Idle",
+        "environments": [
+            {"name": e.strip(), "origin": {"type": "gocd" if e.strip().casefold() in known else "unknown"}}
+            for e in agent.environments
+        ],
+    }
+    if (agent.elastic_agent_id or "").strip() and (agent.elastic_plugin_id or "").strip():
+        obj["elastic_agent_id"], obj["elastic_plugin_id"] = agent.elastic_agent_id, agent.elastic_plugin_id
+    else:
+        obj["resources"] = list(agent.resources)
+    return obj
+
+
+def daemon_says(job: Job, agent: Agent, defined: tuple[str, ...]) -> bool:
+    """The daemon's answer, from the agent as the agents API shows it: may it take this job?"""
+    go_agent = parse_agent(agents_api(agent, defined))
     if job.agent_uuid is not None:
         # The judge drops run-on-all jobs (named <job>-runOnAll-<n>) before it asks matching:
         # they are pinned to an agent that exists, never to one the daemon launches.
@@ -129,20 +142,18 @@ def simulator_says(job: Job, agent: Agent, defined: tuple[str, ...]) -> bool:
 @given(cases())
 def test_the_daemon_and_the_simulator_agree(case):
     job, agent, defined = case
-    assert daemon_says(job, agent) == simulator_says(job, agent, defined)
+    assert daemon_says(job, agent, defined) == simulator_says(job, agent, defined)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GoCD joins an agent only to environments that exist (EnvironmentConfigService.find); "
-    "actors.fleet.matching counts every name on the agent, so it predicts such an agent takes no "
-    "job of a pipeline in no environment, where GoCD gives it one",
-)
-def test_an_undefined_agent_environment_is_a_known_disagreement():
+def test_an_agent_in_an_environment_gocd_defines_nowhere_takes_jobs_of_no_environment():
+    # GoCD joins an agent only to environments that exist (EnvironmentConfigService.find).
     job = Job("app", ("linux",), None, None, None)
-    agent = Agent(UUID, ("linux",), ("nowhere",), None, None)
-    assert simulator_says(job, agent, defined=("prod",)) is True
-    assert daemon_says(job, agent) is True
+    agent = Agent(UUID, ("linux",), ("nowhere", "prod"), None, None)
+    assert simulator_says(job, agent, defined=("staging",)) is True
+    assert daemon_says(job, agent, defined=("staging",)) is True
+    # Once one of its names exists, it is in that environment only.
+    assert simulator_says(job, agent, defined=("prod",)) is False
+    assert daemon_says(job, agent, defined=("prod",)) is False
 
 
 def _imported_modules(path: Path) -> set[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -299,6 +300,21 @@ def test_a_launch_that_lost_its_offer_is_forgotten_without_backoff(h):
     h.task(t, "TASK_LOST", reason="REASON_AGENT_REMOVED")
     (b,) = h.registry.fleet().backoff
     assert b.failures == 1 and h.registry.failed_total == 1
+
+
+def test_an_environment_gocd_defines_nowhere_is_one_warning_per_profile_and_name(h, caplog):
+    t1, t2 = h.launch(count=2)
+    for t in (t1, t2):
+        h.task(t, "TASK_RUNNING")
+    ghost = dataclasses.replace(agent(t1), undefined_environments=("ghost",))
+    with caplog.at_level(logging.WARNING, logger="actors.fleet.registry"):
+        h.snapshot(ghost, dataclasses.replace(agent(t2), undefined_environments=("Ghost",)))
+        h.snapshot(ghost)
+    (line,) = [r.getMessage() for r in caplog.records if "does not define" in r.getMessage()]
+    assert "Profile linux puts its agents in environment 'ghost'" in line
+    assert "so they take jobs of pipelines in no environment" in line
+    # The agents still work: registered and idle.
+    assert h.states() == {t1: "idle", t2: "idle"}
 
 
 def test_backoff_is_capped(h):

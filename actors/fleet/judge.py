@@ -25,6 +25,8 @@ gets exactly one reason):
    backlog that is not agent demand. Otherwise it goes to the smallest profile
    that fits (fewest cpus, then mem, then disk), the most generic of equals
    (fewest resources and environments), then the first in the configuration.
+   A profile fits as GoCD will match its agents: without the environment names
+   the agents API shows GoCD defines nowhere (GoCD ignores them on an agent).
 4. ``_cover_with_in_flight``: jobs covered by that profile's launches in flight
    are ``agent-starting``.
 5. ``_hold_for_backoff``, ``_launches``: the rest is demand, launched at once
@@ -324,6 +326,18 @@ def _fits(job_sig: _JobSig, resources: frozenset[str], envs: frozenset[str]) -> 
     return job_resources <= resources and environment_matches(job_env, envs)
 
 
+def _undefined_environments(go_agents: tuple[GoAgent, ...]) -> frozenset[str]:
+    """The environment names the agents API shows on some agent that GoCD's config defines
+    nowhere (origin ``unknown``): GoCD ignores them on every agent."""
+    return fold(name for agent in go_agents for name in agent.undefined_environments)
+
+
+def _profile_signatures(profiles: tuple[Profile, ...], undefined: frozenset[str]) -> dict[str, Signature]:
+    """Each profile's (resources, environments) as GoCD will match its agents: without the
+    environment names it defines nowhere (``undefined``), which it ignores on an agent."""
+    return {p.name: (fold(p.resources), fold(p.environments) - undefined) for p in profiles}
+
+
 def _take_idle_agents(
     waiting: list[_Waiting], go_agents: tuple[GoAgent, ...], leaving_hosts: frozenset[str]
 ) -> tuple[list[_Said], list[_Signed], Counter[Signature]]:
@@ -371,13 +385,14 @@ def _choice_order(profiles: tuple[Profile, ...]) -> list[Profile]:
 
 
 def _choose_profile(
-    waiting: list[_Signed], profiles: tuple[Profile, ...]
+    waiting: list[_Signed], profiles: tuple[Profile, ...], undefined: frozenset[str] = frozenset()
 ) -> tuple[list[_Said], list[_Demand]]:
-    """Step 3: each job goes to the first profile of :func:`_choice_order` that fits it; a job
-    no profile fits is ``no-matching-profile`` (backlog that is not agent demand). Returns
-    their reasons and the jobs with their profile."""
+    """Step 3: each job goes to the first profile of :func:`_choice_order` that fits it (as
+    GoCD will match its agents: environment names in ``undefined`` ignored); a job no profile
+    fits is ``no-matching-profile`` (backlog that is not agent demand). Returns their reasons
+    and the jobs with their profile."""
     ordered = _choice_order(profiles)
-    profile_sigs = {p.name: (fold(p.resources), fold(p.environments)) for p in profiles}
+    profile_sigs = _profile_signatures(profiles, undefined)
     chosen: dict[_JobSig, Profile | None] = {}
     said: list[_Said] = []
     demand: list[_Demand] = []
@@ -495,13 +510,15 @@ def _drains(
     settings: JudgeSettings,
     now: float,
     pinned: frozenset[str] = frozenset(),
+    undefined: frozenset[str] = frozenset(),
 ) -> dict[str, list[str]]:
     """Step 6: task ids to drain per profile: idle agents that reached ``max_jobs`` (whatever
     ``min`` says), then, with ``scale_down``, idle agents above ``min`` idle longer than
     ``idle_timeout``, longest idle first, keeping those waiting jobs take (``taken_idle``)
     and those a waiting job is pinned to (agent UUIDs in ``pinned``: disabled, the agent
-    would leave the job waiting for good)."""
-    profile_sigs = {p.name: (fold(p.resources), fold(p.environments)) for p in profiles}
+    would leave the job waiting for good). Profiles match as GoCD sees their agents, without
+    the environment names in ``undefined``."""
+    profile_sigs = _profile_signatures(profiles, undefined)
     drains: dict[str, list[str]] = {p.name: [] for p in profiles}
     for profile in profiles:
         agents = fleet.mine.get(profile.name, [])
@@ -637,7 +654,7 @@ def _steps_1_to_4(
     agents taken by signature, the demand by profile and what is left of it."""
     not_ours, waiting = _not_ours(list(enumerate(backlog.jobs)), backlog.agents, fleet.by_uuid)
     idle, signed, taken_idle = _take_idle_agents(waiting, backlog.agents, fleet.leaving_hosts)
-    unmatched, demand = _choose_profile(signed, profiles)
+    unmatched, demand = _choose_profile(signed, profiles, _undefined_environments(backlog.agents))
     starting, needing = _cover_with_in_flight(demand, fleet.in_flight)
     return not_ours, idle, taken_idle, unmatched, demand, starting, needing
 
@@ -659,7 +676,8 @@ def decide(request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettin
     )
     launching = _launching_or_capped(wanted, over_max, over_budget, settings)
     pinned = frozenset(job.pinned_agent for job in backlog.jobs if job.pinned_agent)
-    drains = _drains(profiles, fleet, taken_idle, settings, now, pinned)
+    undefined = _undefined_environments(backlog.agents)
+    drains = _drains(profiles, fleet, taken_idle, settings, now, pinned, undefined)
     reasons = _in_order(len(backlog.jobs), not_ours, idle, unmatched, starting, backing_off, launching)
     return _plan(
         now,

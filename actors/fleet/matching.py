@@ -15,10 +15,12 @@ checks that the two agree:
 * a job that needs an elastic profile never goes to a normal agent, and an
   elastic agent only takes such jobs.
 
-Known difference: GoCD ignores an environment name on an agent that no
-environment defines (``EnvironmentConfigService``; origin ``unknown`` in the
-agents API), so such an agent still runs jobs of pipelines in no environment;
-here every name counts.
+GoCD ignores an environment name on an agent that no environment defines
+(``EnvironmentConfigService``), so such an agent runs jobs of pipelines in no
+environment. The agents API marks those names (origin ``unknown``) and the
+client keeps them apart (``GoAgent.undefined_environments``), so the names
+these functions get are the ones GoCD honours; the judge drops them from the
+profiles too (``actors.fleet.judge``).
 """
 
 from __future__ import annotations

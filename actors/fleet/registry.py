@@ -311,6 +311,8 @@ class AgentRegistry(BaseActor):
         self._decide_again = False
         self._registered_at: float | None = None
         self._key_mismatch_told = False
+        #: (profile, environment name) pairs already said to be defined nowhere in GoCD.
+        self._undefined_told: set[tuple[str, str]] = set()
         #: Per node, the (Pending agents, waiting launches) last said to be ambiguous there.
         self._ambiguous_told: dict[str, tuple[int, int]] = {}
         #: Pending GoCD agents of our launches that died unregistered: never tied, removed.
@@ -904,6 +906,24 @@ class AgentRegistry(BaseActor):
                 self._dead_pending.add(agent.uuid)
                 self._ask_poller(DisableAgent(uuid=agent.uuid), f"disable Pending agent {agent.uuid}")
 
+    def _tell_undefined_environments(self, record: Record, agent: GoAgent) -> None:
+        """One WARNING per profile and environment name GoCD defines nowhere: GoCD ignores the
+        name on the agent, which then takes jobs of pipelines in no environment."""
+        for name in agent.undefined_environments:
+            key = (record.profile, name.casefold())
+            if key in self._undefined_told:
+                continue
+            self._undefined_told.add(key)
+            logger.warning(
+                "Profile %s puts its agents in environment %r, which GoCD does not define: GoCD "
+                "ignores the name, so they take jobs of pipelines in no environment (create the "
+                "environment in GoCD, or fix [profiles] %s environments)",
+                record.profile,
+                name,
+                record.profile,
+                extra=_fields(record, "undefined_environment", name),
+            )
+
     def _key_mismatch(self, what: str) -> None:
         """Say once, as an ERROR, that our agents come up Pending and what that means."""
         if self._key_mismatch_told:
@@ -921,6 +941,7 @@ class AgentRegistry(BaseActor):
         if record.agent_uuid != agent.uuid:
             record.agent_uuid = agent.uuid
             self._mark()
+        self._tell_undefined_environments(record, agent)
         if agent.config_state == "Pending":
             if (
                 not record.enable_sent

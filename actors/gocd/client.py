@@ -277,6 +277,21 @@ def _names(value: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _environments(value: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """An agent's environments: those GoCD joins it to, and the names stored on it that no
+    environment defines (origin type ``unknown``, ``gocd-api.md`` 2.2), which GoCD ignores.
+    Names without an origin (a plain list) are taken as defined."""
+    if not isinstance(value, list):
+        return _names(value), ()
+    defined: list[Any] = []
+    undefined: list[Any] = []
+    for item in value:
+        origin = item.get("origin") if isinstance(item, Mapping) else None
+        unknown = isinstance(origin, Mapping) and origin.get("type") == "unknown"
+        (undefined if unknown else defined).append(item)
+    return _names(defined), _names(undefined)
+
+
 def _href(links: Any, rel: str) -> str:
     if isinstance(links, Mapping) and isinstance(links.get(rel), Mapping):
         return str(links[rel].get("href", ""))
@@ -301,6 +316,7 @@ def parse_agent(obj: Any) -> GoAgent:
     if not isinstance(obj, Mapping) or not isinstance(obj.get("uuid"), str) or not obj["uuid"]:
         raise ValueError(f"not an agent object: {str(obj)[:_MAX_QUOTE]!r}")
     free_space = obj.get("free_space")
+    environments, undefined = _environments(obj.get("environments", []))
     details = obj.get("build_details")
     build_details = None
     if isinstance(details, Mapping):
@@ -318,7 +334,8 @@ def parse_agent(obj: Any) -> GoAgent:
         build_state=_str(obj.get("build_state"), "Unknown"),
         ip_address=_str(obj.get("ip_address")),
         resources=_names(obj.get("resources", [])),
-        environments=_names(obj.get("environments", [])),
+        environments=environments,
+        undefined_environments=undefined,
         elastic_agent_id=_optional_str(obj.get("elastic_agent_id")),
         elastic_plugin_id=_optional_str(obj.get("elastic_plugin_id")),
         free_space=free_space if isinstance(free_space, int) and not isinstance(free_space, bool) else None,
