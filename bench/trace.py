@@ -20,6 +20,7 @@ at real speed.
 
 from __future__ import annotations
 
+import bisect
 import multiprocessing
 import statistics
 import tempfile
@@ -268,11 +269,13 @@ def _daemon_figures(samples: list[tuple[float, int, float]], peak_rss: int, scal
     share at real speed (CPU seconds per simulated second) over the whole replay and its busiest
     simulated hour."""
     (t0, _, cpu0), (t1, _, cpu1) = samples[0], samples[-1]
+    times = [at for at, _, _ in samples]
     busiest = 0.0
-    for i, (at, _, cpu) in enumerate(samples):
-        later = [s for s in samples[i:] if s[0] - at <= 3600.0]
-        if later[-1][0] - at >= 3000.0:
-            busiest = max(busiest, (later[-1][2] - cpu) / (later[-1][0] - at))
+    for at, _, cpu in samples:
+        # The last sample within the hour from this one; a window under 50 minutes is no hour.
+        end, _, end_cpu = samples[bisect.bisect_right(times, at + 3600.0) - 1]
+        if end - at >= 3000.0:
+            busiest = max(busiest, (end_cpu - cpu) / (end - at))
     return {
         "peak_rss_mb": peak_rss / 2**20,
         "median_rss_mb": statistics.median(rss for _, rss, _ in samples) / 2**20,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from bench.workload import PROFILES, generate, profile_of, static_waits
 
 
@@ -34,3 +36,24 @@ def test_a_bigger_static_fleet_never_waits_longer_and_a_huge_one_never_waits():
     # Later stages are scheduled after earlier ones finished: stage indexes 0..3.
     assert {s for _, s, _ in huge} <= {0, 1, 2, 3} and any(s > 0 for _, s, _ in huge)
     assert {p for _, _, p in huge} <= set(PROFILES)
+
+
+def test_the_daemon_figures_of_a_replay_are_its_peak_memory_and_cpu_share_at_real_speed():
+    from bench.trace import _daemon_figures
+
+    mb = 2**20
+    # (simulated seconds since the start, resident bytes, CPU seconds), once a simulated minute:
+    # 2 h of 0.6 CPU s per simulated minute, with one busy hour of 1.8 s per minute in between.
+    samples, cpu = [], 0.0
+    for minute in range(181):
+        samples.append((60.0 * minute, (40 + minute % 3) * mb, cpu))
+        cpu += 1.8 if 60 <= minute < 120 else 0.6
+    figures = _daemon_figures(samples, peak_rss=50 * mb, scale=60.0)
+    assert figures["peak_rss_mb"] == 50.0
+    assert figures["median_rss_mb"] == 41.0
+    assert figures["cpu_seconds"] == pytest.approx(60 * 0.6 * 2 + 60 * 1.8)
+    # 180 CPU seconds over 3 simulated hours: 1.67 % of a CPU at real speed (100 % at x60),
+    # and 108 s, 3 %, in the busiest hour.
+    assert figures["cpu_percent_real_speed"] == pytest.approx(100 * 180 / 10800)
+    assert figures["cpu_percent_busiest_hour"] == pytest.approx(3.0)
+    assert figures["cpu_percent_at_scale"] == pytest.approx(100.0)
