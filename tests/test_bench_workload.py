@@ -1,9 +1,11 @@
-"""The benchmark's generated CI day and its static-fleet model: reproducible and sane."""
+"""The benchmark's generated CI day and its static-fleet model: reproducible and sane; and the
+figures a trace replay makes of the daemon process's samples."""
 
 from __future__ import annotations
 
 import pytest
 
+from bench.trace import _daemon_figures
 from bench.workload import PROFILES, generate, profile_of, static_waits
 
 
@@ -39,8 +41,6 @@ def test_a_bigger_static_fleet_never_waits_longer_and_a_huge_one_never_waits():
 
 
 def test_the_daemon_figures_of_a_replay_are_its_peak_memory_and_cpu_share_at_real_speed():
-    from bench.trace import _daemon_figures
-
     mb = 2**20
     # (simulated seconds since the start, resident bytes, CPU seconds), once a simulated minute:
     # 2 h of 0.6 CPU s per simulated minute, with one busy hour of 1.8 s per minute in between.
