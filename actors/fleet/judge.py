@@ -645,16 +645,17 @@ def _stale_plan(
 
 
 def _steps_1_to_4(
-    backlog: BacklogSnapshot, profiles: tuple[Profile, ...], fleet: _Fleet
+    backlog: BacklogSnapshot, profiles: tuple[Profile, ...], fleet: _Fleet, undefined: frozenset[str]
 ) -> tuple[
     list[_Said], list[_Said], Counter[Signature], list[_Said], list[_Demand], list[_Said], list[_Demand]
 ]:
     """The steps every policy takes first: jobs not ours, jobs idle agents take, the profile
-    of the rest, jobs agents in flight cover. Returns the reasons said by each step, the idle
-    agents taken by signature, the demand by profile and what is left of it."""
+    of the rest (environment names in ``undefined``, :func:`_undefined_environments`, ignored),
+    jobs agents in flight cover. Returns the reasons said by each step, the idle agents taken
+    by signature, the demand by profile and what is left of it."""
     not_ours, waiting = _not_ours(list(enumerate(backlog.jobs)), backlog.agents, fleet.by_uuid)
     idle, signed, taken_idle = _take_idle_agents(waiting, backlog.agents, fleet.leaving_hosts)
-    unmatched, demand = _choose_profile(signed, profiles, _undefined_environments(backlog.agents))
+    unmatched, demand = _choose_profile(signed, profiles, undefined)
     starting, needing = _cover_with_in_flight(demand, fleet.in_flight)
     return not_ours, idle, taken_idle, unmatched, demand, starting, needing
 
@@ -669,14 +670,16 @@ def decide(request: Decide, profiles: tuple[Profile, ...], settings: JudgeSettin
         return _stale_plan(now, profiles, fleet, request, stale, launches)
     backlog = request.backlog
     assert backlog is not None  # else it would be stale
-    not_ours, idle, taken_idle, unmatched, demand, starting, needing = _steps_1_to_4(backlog, profiles, fleet)
+    undefined = _undefined_environments(backlog.agents)
+    not_ours, idle, taken_idle, unmatched, demand, starting, needing = _steps_1_to_4(
+        backlog, profiles, fleet, undefined
+    )
     backing_off, wanted = _hold_for_backoff(needing, fleet, now)
     launches, over_max, over_budget = _launches(
         profiles, Counter(p.name for _, _, p in wanted), fleet, settings
     )
     launching = _launching_or_capped(wanted, over_max, over_budget, settings)
     pinned = frozenset(job.pinned_agent for job in backlog.jobs if job.pinned_agent)
-    undefined = _undefined_environments(backlog.agents)
     drains = _drains(profiles, fleet, taken_idle, settings, now, pinned, undefined)
     reasons = _in_order(len(backlog.jobs), not_ours, idle, unmatched, starting, backing_off, launching)
     return _plan(
@@ -752,7 +755,9 @@ def ancestor_decide(
         return plan, AncestorLooks(next_look, looks.busy_looks)
     backlog = request.backlog
     assert backlog is not None  # else it would be stale
-    not_ours, idle, _, unmatched, demand, starting, needing = _steps_1_to_4(backlog, profiles, fleet)
+    not_ours, idle, _, unmatched, demand, starting, needing = _steps_1_to_4(
+        backlog, profiles, fleet, _undefined_environments(backlog.agents)
+    )
     backing_off, wanted = _hold_for_backoff(needing, fleet, now)
 
     busy_looks = looks.busy_looks
@@ -839,7 +844,9 @@ class StaticPolicy:
             return _stale_plan(now, profiles, fleet, request, stale, launches)
         backlog = request.backlog
         assert backlog is not None  # else it would be stale
-        not_ours, idle, _, unmatched, demand, starting, needing = _steps_1_to_4(backlog, profiles, fleet)
+        not_ours, idle, _, unmatched, demand, starting, needing = _steps_1_to_4(
+            backlog, profiles, fleet, _undefined_environments(backlog.agents)
+        )
         held: list[_Said] = []
         for i, job, profile in needing:
             detail = f"static fleet: {profile.min} agent(s), none launched for jobs"
