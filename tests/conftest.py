@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import socket
+import struct
 import threading
 from pathlib import Path
 from typing import Any
@@ -142,3 +144,21 @@ def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Any:
     server.start()
     yield server
     server.stop()
+
+
+def join_request_handlers() -> None:
+    """Wait for every HTTP request handler thread of a simulator to end."""
+    for handler in [t for t in threading.enumerate() if "process_request_thread" in t.name]:
+        handler.join(10)
+
+
+def reset_mid_request(host: str, port: int, request: bytes) -> None:
+    """Send ``request`` and read its answer, then start another request and reset the
+    connection (RST) while the server reads it, as a SIGKILLed client with a keep-alive
+    connection does; returns once the server's handlers are done with it."""
+    with socket.create_connection((host, port), timeout=5) as s:
+        s.sendall(request)
+        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+        s.sendall(b"GET /ver")  # the server reads the rest of this line when the RST comes
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+    join_request_handlers()

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 import itertools
 import json
-import socket
-import struct
 import subprocess
 import sys
-import threading
 
 import pytest
 import requests
@@ -26,6 +23,7 @@ from actors.sim.gocd import (
     GoCDSimulator,
 )
 from actors.sim.gocd_agent import SimAgent, work_delays
+from tests.conftest import join_request_handlers, reset_mid_request
 from tests.gocd_support import PASSWORD, V7, advance_until, job_states, no_secrets_in_logs, raw, remoting  # noqa: F401 (autouse fixture)
 
 KEY = "the-auto-register-key"
@@ -823,8 +821,7 @@ def test_a_client_that_gives_up_before_a_late_answer_is_no_traceback(clock, capf
             with pytest.raises(requests.Timeout):
                 requests.get(late.url + "/api/feed/jobs/scheduled.xml", timeout=0.1)
         clock.advance(10)  # the answers go out, to connections the client has closed
-        for handler in [t for t in threading.enumerate() if "process_request_thread" in t.name]:
-            handler.join(10)
+        join_request_handlers()
         assert raw("GET", late.url + "/api/v1/health", accept=None).status_code == 200
     assert "Traceback" not in capfd.readouterr().err
 
@@ -832,13 +829,7 @@ def test_a_client_that_gives_up_before_a_late_answer_is_no_traceback(clock, capf
 def test_a_client_that_dies_with_its_connection_open_is_no_traceback(sim, capfd):
     """Seen in the fault campaign: a SIGKILLed daemon's keep-alive connections are reset."""
     host, port = sim.url.split("//")[1].split("/")[0].split(":")
-    with socket.create_connection((host, int(port)), timeout=5) as s:
-        s.sendall(b"GET /go/api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert s.recv(65536).startswith(b"HTTP/1.1 200")
-        s.sendall(b"GET /ver")  # the server reads the rest of this line when the RST comes
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
-    for handler in [t for t in threading.enumerate() if "process_request_thread" in t.name]:
-        handler.join(10)
+    reset_mid_request(host, int(port), b"GET /go/api/v1/health HTTP/1.1\r\nHost: x\r\n\r\n")
     assert "Traceback" not in capfd.readouterr().err
 
 

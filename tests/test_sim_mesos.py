@@ -5,17 +5,15 @@ from __future__ import annotations
 import base64
 import re
 import signal
-import socket
-import struct
 import subprocess
 import sys
-import threading
 
 import pytest
 import requests
 
 from actors.sim.gocd import GoCDSimulator
 from actors.sim.mesos import MesosSimulator
+from tests.conftest import reset_mid_request
 from tests.mesos_client import API, FakeAgents, StreamClient, launch, task_info
 
 
@@ -707,13 +705,7 @@ def test_restart_and_leader_change_keep_tasks(sim, client):
 def test_a_scheduler_that_dies_with_its_connection_open_is_no_traceback(sim, capfd):
     """Seen in the fault campaign: a SIGKILLed daemon's keep-alive connections are reset."""
     host, port = sim.address.split(":")
-    with socket.create_connection((host, int(port)), timeout=5) as s:
-        s.sendall(b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert s.recv(65536).startswith(b"HTTP/1.1 200")
-        s.sendall(b"GET /ver")  # the server reads the rest of this line when the RST comes
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
-    for handler in [t for t in threading.enumerate() if "process_request_thread" in t.name]:
-        handler.join(10)
+    reset_mid_request(host, int(port), b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n")
     assert "Traceback" not in capfd.readouterr().err
 
 

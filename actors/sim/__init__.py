@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 
@@ -24,3 +25,19 @@ def serve_until_signal(sim: Any) -> int:
     finally:
         sim.stop()
     return 0
+
+
+class QuietRequestHandler(BaseHTTPRequestHandler):
+    """Both simulators' request handler base: a connection its client broke is dropped
+    quietly, as a real server does.
+
+    A client that gave up on a late answer (its timeout), or died with its keep-alive
+    connection open (a SIGKILLed daemon), resets the connection; socketserver would print
+    a traceback on stderr for it.
+    """
+
+    def handle(self) -> None:
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True

@@ -58,13 +58,13 @@ import threading
 import uuid as uuidlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 from xml.sax.saxutils import escape, quoteattr
 
 from actors.clock import Clock, RealClock, ScaledClock
-from actors.sim import serve_until_signal
+from actors.sim import QuietRequestHandler, serve_until_signal
 from actors.sim.gocd_assignment import (
     EnvironmentPipelineMatchers,
     find_matching_job,
@@ -2166,7 +2166,7 @@ def _xml_error(status: int, root: str, message: str) -> _Response:
     return _Response(status, body.encode(), "application/xml;charset=utf-8")
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietRequestHandler):
     """Turns HTTP requests into :meth:`GoCDSimulator.handle` calls."""
 
     sim: GoCDSimulator
@@ -2181,15 +2181,6 @@ class _Handler(BaseHTTPRequestHandler):
         # Headers and body go out in two writes; without this, Nagle and delayed ACKs
         # add 40 ms to every answer on loopback.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def handle(self) -> None:
-        try:
-            super().handle()
-        except (BrokenPipeError, ConnectionResetError):
-            # The client went first: it gave up on a late answer (its timeout), or died with its
-            # keep-alive connection open. As a server does, drop it quietly, without
-            # socketserver's traceback on stderr.
-            self.close_connection = True
 
     def _serve(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

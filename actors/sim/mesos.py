@@ -77,12 +77,12 @@ import socket
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
 from actors.clock import Clock, RealClock, ScaledClock
-from actors.sim import serve_until_signal
+from actors.sim import QuietRequestHandler, serve_until_signal
 
 __all__ = ["MesosSimulator", "main"]
 
@@ -618,20 +618,12 @@ class _Server(ThreadingHTTPServer):
                 conn.shutdown(socket.SHUT_RDWR)
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
         logger.debug("%s %s", self.server.addr, format % args)
-
-    def handle(self) -> None:
-        try:
-            super().handle()
-        except (BrokenPipeError, ConnectionResetError):
-            # A scheduler that died (SIGKILL) resets its keep-alive connection while the
-            # master waits for its next call: routine, and no traceback on stderr.
-            self.close_connection = True
 
     def _reply(
         self,
