@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import replace
 
@@ -226,6 +227,68 @@ def test_launches_in_flight_cover_jobs():
     assert plan.launches == (("small", 1),)
 
 
+def test_an_older_job_that_fits_a_younger_jobs_profile_gets_that_profile():
+    # GoCD hands the big agent to the older linux job when it registers first: a small agent
+    # launched for that job could never run the docker job, which would wait a second start.
+    plan = plan_for(jobs=[job(1), job(2, ("docker", "linux")), job(3)])
+    assert [(r.reason, r.profile) for r in plan.reasons] == [
+        ("launching", "big"),
+        ("launching", "big"),
+        ("launching", "small"),
+    ]
+    assert plan.launches == (("small", 1), ("big", 2))
+    assert [(p.profile, p.waiting) for p in plan.profiles if p.waiting] == [("big", 2), ("small", 1)]
+
+
+def test_an_older_job_keeps_its_profile_when_the_other_is_backing_off_or_full():
+    jobs = [job(1), job(2, ("docker", "linux"))]
+    plan = plan_for(jobs=jobs, backoff=[ProfileBackoff("big", 3, NOW + 120)])
+    assert [(r.reason, r.profile) for r in plan.reasons] == [
+        ("launching", "small"),
+        ("backoff-after-failures", "big"),
+    ]
+    full = replace(BIG, max=2)
+    plan = plan_for(jobs=jobs, fleet=[ours("t1", profile="big", state="building")], profiles=(full, SMALL))
+    assert plan.launches == (("small", 1), ("big", 1))
+    # An agent of it in flight is room for a job.
+    plan = plan_for(jobs=jobs, fleet=[ours("t1", profile="big", state="running")], profiles=(full, SMALL))
+    assert [(r.reason, r.profile) for r in plan.reasons] == [
+        ("agent-starting", "big"),
+        ("launching", "big"),
+    ]
+
+
+def test_an_agent_in_flight_that_its_profile_no_longer_needs_covers_a_job_it_fits():
+    # The docker job took an idle agent: the big agent on its way will take the linux job.
+    plan = plan_for(jobs=[job(1), job(2)], fleet=[ours("t1", profile="big", state="running")])
+    assert [(r.reason, r.profile) for r in plan.reasons] == [
+        ("agent-starting", "big"),
+        ("launching", "small"),
+    ]
+    assert plan.launches == (("small", 1),)
+    # It never covers a job it cannot run.
+    plan = plan_for(jobs=[job(1, ("windows",))], fleet=[ours("t1", profile="big", state="running")])
+    assert reasons(plan) == ["no-matching-profile"]
+
+
+def test_every_order_of_registration_gives_every_job_an_agent():
+    # GoCD's hand-out, as its simulator runs it: each agent that asks takes the oldest waiting
+    # job whose resources it has. Whatever order the launched agents register in, no job of
+    # any mix of linux and docker jobs is left without an agent.
+    kinds = {"small": frozenset({"linux"}), "big": frozenset({"linux", "docker"})}
+    for mix in itertools.product(("linux", "docker"), repeat=5):
+        jobs = [job(n, ("linux",) if kind == "linux" else ("docker", "linux")) for n, kind in enumerate(mix)]
+        plan = plan_for(jobs=jobs)
+        agents = [name for name, count in plan.launches for _ in range(count)]
+        assert len(agents) == len(jobs)
+        for order in set(itertools.permutations(agents)):
+            waiting = [j.resources for j in jobs]
+            for agent in order:
+                taken = next((w for w in waiting if w <= kinds[agent]), None)
+                assert taken is not None, f"{mix}: agents registering as {order} strand a job"
+                waiting.remove(taken)
+
+
 def test_capped_at_max_marks_the_newest_jobs():
     tiny = Profile(name="small", image="i", resources=("linux",), max=2)
     plan = plan_for(jobs=[job(i) for i in range(4)], fleet=[ours("t1", state="building")], profiles=(tiny,))
@@ -287,10 +350,10 @@ def test_a_probe_also_limits_min():
 
 def test_backoff_pauses_a_profile():
     plan = plan_for(
-        jobs=[job(1), job(2, ("docker", "linux"))], backoff=[ProfileBackoff("small", 3, NOW + 120)]
+        jobs=[job(2, ("docker", "linux")), job(1)], backoff=[ProfileBackoff("small", 3, NOW + 120)]
     )
-    assert reasons(plan) == ["backoff-after-failures", "launching"]
-    assert "120s" in plan.reasons[0].detail
+    assert reasons(plan) == ["launching", "backoff-after-failures"]
+    assert "120s" in plan.reasons[1].detail
     assert plan.launches == (("big", 1),)
     plan = plan_for(jobs=[job(1)], backoff=[ProfileBackoff("small", 3, NOW - 1)])
     assert reasons(plan) == ["launching"]
@@ -397,8 +460,8 @@ def test_equal_sized_profiles_prefer_the_most_generic_then_config_order():
     generic = Profile(name="zeta", image="i", resources=("linux",))
     special = Profile(name="alpha", image="i", resources=("linux", "clean"))
     twin = Profile(name="beta", image="i", resources=("linux",))
-    plan = plan_for(jobs=[job(1), job(2, ("linux", "clean"))], profiles=(special, generic, twin))
-    assert [r.profile for r in plan.reasons] == ["zeta", "alpha"]
+    plan = plan_for(jobs=[job(2, ("linux", "clean")), job(1)], profiles=(special, generic, twin))
+    assert [r.profile for r in plan.reasons] == ["alpha", "zeta"]
 
 
 def test_judge_actor_in_dry_run_says_it_would_launch(clock, recorder, caplog):

@@ -178,9 +178,9 @@ def test_the_ancestors_jobs_say_they_wait_for_its_looks():
         ),
         (
             "a profile in backoff: the next job's profile",
-            [job(1), job(2, ("docker", "linux"))],
+            [job(1, environment="staging"), job(2, ("docker", "linux"))],
             [],
-            [ProfileBackoff("small", 2, NOW + 30)],
+            [ProfileBackoff("staging", 2, NOW + 30)],
             [],
             (("big", 1),),
             ["backoff-after-failures", "launching"],

@@ -27,8 +27,12 @@ gets exactly one reason):
    (fewest resources and environments), then the first in the configuration.
    A profile fits as GoCD will match its agents: without the environment names
    the agents API shows GoCD defines nowhere (GoCD ignores them on an agent).
+   ``_as_gocd_hands_out``: GoCD hands a registering agent the oldest job it may
+   run, so a job that fits the profile a younger job was given gets that profile
+   too (else it could take that agent and strand the younger job).
 4. ``_cover_with_in_flight``: jobs covered by that profile's launches in flight
-   are ``agent-starting``.
+   are ``agent-starting``; launches in flight their profile no longer needs
+   cover the oldest other jobs their agents fit.
 5. ``_hold_for_backoff``, ``_launches``: the rest is demand, launched at once
    unless the profile is in crash-loop backoff (``backoff-after-failures``), at
    ``max`` or beyond ``max_launch_per_cycle`` (``capped-at-max``); else
@@ -385,45 +389,104 @@ def _choice_order(profiles: tuple[Profile, ...]) -> list[Profile]:
 
 
 def _choose_profile(
-    waiting: list[_Signed], profiles: tuple[Profile, ...], undefined: frozenset[str] = frozenset()
-) -> tuple[list[_Said], list[_Demand]]:
-    """Step 3: each job goes to the first profile of :func:`_choice_order` that fits it (as
-    GoCD will match its agents: environment names in ``undefined`` ignored); a job no profile
-    fits is ``no-matching-profile`` (backlog that is not agent demand). Returns their reasons
-    and the jobs with their profile."""
-    ordered = _choice_order(profiles)
-    profile_sigs = _profile_signatures(profiles, undefined)
+    waiting: list[_Signed], ordered: list[Profile], profile_sigs: Mapping[str, Signature], fleet: _Fleet
+) -> tuple[list[_Said], list[_Signed], list[_Demand]]:
+    """Step 3: each job goes to the first profile of ``ordered`` (:func:`_choice_order`) that
+    fits it (as GoCD will match its agents, ``profile_sigs``: :func:`_profile_signatures`), unless
+    :func:`_as_gocd_hands_out` gives it a profile a younger job needs; a job no profile fits
+    is ``no-matching-profile`` (backlog that is not agent demand). Returns their reasons, the
+    jobs with a profile (with their signature, in the same order) and those jobs with their
+    profile."""
     chosen: dict[_JobSig, Profile | None] = {}
     said: list[_Said] = []
+    signed: list[_Signed] = []
     demand: list[_Demand] = []
     for i, job, sig in waiting:
         if sig not in chosen:
             chosen[sig] = next((p for p in ordered if _fits(sig, *profile_sigs[p.name])), None)
         profile = chosen[sig]
         if profile is not None:
+            signed.append((i, job, sig))
             demand.append((i, job, profile))
             continue
         wanted = ", ".join(sorted(job.resources)) or "no resources"
         env = f"environment {job.environment}" if job.environment else "no environment"
         said.append((i, JobReason(job.locator, "no-matching-profile", None, f"needs {wanted} in {env}")))
-    return said, demand
+    return said, signed, _as_gocd_hands_out(demand, signed, ordered, profile_sigs, fleet)
+
+
+def _as_gocd_hands_out(
+    demand: list[_Demand],
+    signed: list[_Signed],
+    ordered: list[Profile],
+    profile_sigs: Mapping[str, Signature],
+    fleet: _Fleet,
+) -> list[_Demand]:
+    """Step 3, second half: the profiles chosen so that GoCD's hand-out cannot strand a job.
+
+    GoCD hands an agent that asks for work the oldest waiting job it may run, whatever
+    profile the agent was launched for. A job that also fits the agents of a profile a
+    younger job needs takes one of them whenever it registers first, and the younger job
+    then waits for a second start (a ``linux`` job older than a ``docker`` + ``linux`` one
+    takes the agent launched for the latter). Such a job gets that profile too: of the
+    profiles younger jobs were given that fit it, the last in :func:`_choice_order`, its own
+    included, leaving out profiles backing off and those without room under ``max`` for
+    it. In a chain of profiles each of which runs every job the one before runs, every
+    order of registration then gives each job an agent."""
+    # Jobs a profile can still be given: agents in flight plus room under max.
+    room = {p.name: p.max - (fleet.active[p.name] - fleet.in_flight[p.name]) for p in ordered}
+    closed = set(fleet.backoff_until) | set(fleet.probe_left)
+    # Per job signature and first choice: the later profiles that fit it, last first.
+    later: dict[tuple[_JobSig, str], list[Profile]] = {}
+    given: Counter[str] = Counter()  # jobs given each profile, the younger ones so far
+    out: list[_Demand] = []
+    for (i, job, profile), (_, _, sig) in zip(reversed(demand), reversed(signed), strict=True):
+        key = (sig, profile.name)
+        if key not in later:
+            after = ordered[ordered.index(profile) + 1 :]
+            later[key] = [
+                p for p in reversed(after) if p.name not in closed and _fits(sig, *profile_sigs[p.name])
+            ]
+        fitting = later[key]
+        best = next((p for p in fitting if 0 < given[p.name] < room[p.name]), profile) if fitting else profile
+        given[best.name] += 1
+        out.append((i, job, best))
+    out.reverse()
+    return out
 
 
 def _cover_with_in_flight(
-    demand: list[_Demand], in_flight: Counter[str]
+    demand: list[_Demand],
+    signed: list[_Signed],
+    in_flight: Counter[str],
+    ordered: list[Profile],
+    profile_sigs: Mapping[str, Signature],
 ) -> tuple[list[_Said], list[_Demand]]:
     """Step 4: each profile's launches in flight will take its oldest jobs: ``agent-starting``.
-    Returns their reasons and the jobs left, which need an agent launched."""
+    Launches in flight that none of their profile's jobs needs any more (a job took an idle
+    agent instead) take the oldest jobs left that their agents fit, as GoCD will hand them
+    out. Returns their reasons and the jobs left, which need an agent launched."""
     starting = Counter(in_flight)
     said: list[_Said] = []
-    left: list[_Demand] = []
-    for i, job, profile in demand:
+    left: list[tuple[_Demand, _JobSig]] = []
+    for (i, job, profile), (_, _, sig) in zip(demand, signed, strict=True):
         if starting[profile.name] > 0:
             starting[profile.name] -= 1
             said.append((i, JobReason(job.locator, "agent-starting", profile.name, "")))
         else:
-            left.append((i, job, profile))
-    return said, left
+            left.append(((i, job, profile), sig))
+    needing: list[_Demand] = []
+    spares = [p for p in ordered if starting[p.name] > 0]
+    for (i, job, profile), sig in left:
+        spare = next((p for p in spares if _fits(sig, *profile_sigs[p.name])), None) if spares else None
+        if spare is None:
+            needing.append((i, job, profile))
+            continue
+        starting[spare.name] -= 1
+        if not starting[spare.name]:
+            spares.remove(spare)
+        said.append((i, JobReason(job.locator, "agent-starting", spare.name, "")))
+    return said, needing
 
 
 def _hold_for_backoff(demand: list[_Demand], fleet: _Fleet, now: float) -> tuple[list[_Said], list[_Demand]]:
@@ -655,8 +718,9 @@ def _steps_1_to_4(
     by signature, the demand by profile and what is left of it."""
     not_ours, waiting = _not_ours(list(enumerate(backlog.jobs)), backlog.agents, fleet.by_uuid)
     idle, signed, taken_idle = _take_idle_agents(waiting, backlog.agents, fleet.leaving_hosts)
-    unmatched, demand = _choose_profile(signed, profiles, undefined)
-    starting, needing = _cover_with_in_flight(demand, fleet.in_flight)
+    ordered, profile_sigs = _choice_order(profiles), _profile_signatures(profiles, undefined)
+    unmatched, signed, demand = _choose_profile(signed, ordered, profile_sigs, fleet)
+    starting, needing = _cover_with_in_flight(demand, signed, fleet.in_flight, ordered, profile_sigs)
     return not_ours, idle, taken_idle, unmatched, demand, starting, needing
 
 
