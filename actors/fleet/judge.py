@@ -388,38 +388,41 @@ def _choice_order(profiles: tuple[Profile, ...]) -> list[Profile]:
     )
 
 
+def _fitting_profiles(
+    signed: list[_Signed], ordered: list[Profile], profile_sigs: Mapping[str, Signature]
+) -> dict[_JobSig, list[Profile]]:
+    """Per job signature of ``signed``, the profiles of ``ordered`` (:func:`_choice_order`) that
+    fit it, in that order, as GoCD will match their agents (``profile_sigs``:
+    :func:`_profile_signatures`). Steps 3 and 4 read it; each signature is fitted once."""
+    fitting: dict[_JobSig, list[Profile]] = {}
+    for _, _, sig in signed:
+        if sig not in fitting:
+            fitting[sig] = [p for p in ordered if _fits(sig, *profile_sigs[p.name])]
+    return fitting
+
+
 def _choose_profile(
-    waiting: list[_Signed], ordered: list[Profile], profile_sigs: Mapping[str, Signature], fleet: _Fleet
-) -> tuple[list[_Said], list[_Signed], list[_Demand]]:
-    """Step 3: each job goes to the first profile of ``ordered`` (:func:`_choice_order`) that
-    fits it (as GoCD will match its agents, ``profile_sigs``: :func:`_profile_signatures`), unless
-    :func:`_as_gocd_hands_out` gives it a profile a younger job needs; a job no profile fits
-    is ``no-matching-profile`` (backlog that is not agent demand). Returns their reasons, the
-    jobs with a profile (with their signature, in the same order) and those jobs with their
-    profile."""
-    chosen: dict[_JobSig, Profile | None] = {}
+    signed: list[_Signed], fitting: Mapping[_JobSig, list[Profile]]
+) -> tuple[list[_Said], list[_Demand]]:
+    """Step 3: each job goes to the first profile that fits it (:func:`_fitting_profiles`); a
+    job no profile fits is ``no-matching-profile`` (backlog that is not agent demand). Returns
+    their reasons and the jobs with their profile."""
     said: list[_Said] = []
-    signed: list[_Signed] = []
     demand: list[_Demand] = []
-    for i, job, sig in waiting:
-        if sig not in chosen:
-            chosen[sig] = next((p for p in ordered if _fits(sig, *profile_sigs[p.name])), None)
-        profile = chosen[sig]
-        if profile is not None:
-            signed.append((i, job, sig))
-            demand.append((i, job, profile))
+    for i, job, sig in signed:
+        if fitting[sig]:
+            demand.append((i, job, fitting[sig][0]))
             continue
         wanted = ", ".join(sorted(job.resources)) or "no resources"
         env = f"environment {job.environment}" if job.environment else "no environment"
         said.append((i, JobReason(job.locator, "no-matching-profile", None, f"needs {wanted} in {env}")))
-    return said, signed, _as_gocd_hands_out(demand, signed, ordered, profile_sigs, fleet)
+    return said, demand
 
 
 def _as_gocd_hands_out(
     demand: list[_Demand],
-    signed: list[_Signed],
-    ordered: list[Profile],
-    profile_sigs: Mapping[str, Signature],
+    sig_of: Mapping[int, _JobSig],
+    fitting: Mapping[_JobSig, list[Profile]],
     fleet: _Fleet,
 ) -> list[_Demand]:
     """Step 3, second half: the profiles chosen so that GoCD's hand-out cannot strand a job.
@@ -432,23 +435,29 @@ def _as_gocd_hands_out(
     profiles younger jobs were given that fit it, the last in :func:`_choice_order`, its own
     included, leaving out profiles backing off and those without room under ``max`` for
     it. In a chain of profiles each of which runs every job the one before runs, every
-    order of registration then gives each job an agent."""
+    order of registration then gives each job an agent. ``sig_of`` is each job's signature
+    by its index in the backlog."""
     # Jobs a profile can still be given: agents in flight plus room under max.
-    room = {p.name: p.max - (fleet.active[p.name] - fleet.in_flight[p.name]) for p in ordered}
+    room = {
+        p.name: p.max - (fleet.active[p.name] - fleet.in_flight[p.name])
+        for ps in fitting.values()
+        for p in ps
+    }
     closed = set(fleet.backoff_until) | set(fleet.probe_left)
-    # Per job signature and first choice: the later profiles that fit it, last first.
-    later: dict[tuple[_JobSig, str], list[Profile]] = {}
+    # Per job signature: the profiles after its first choice that fit it, last first.
+    later: dict[_JobSig, list[Profile]] = {}
     given: Counter[str] = Counter()  # jobs given each profile, the younger ones so far
     out: list[_Demand] = []
-    for (i, job, profile), (_, _, sig) in zip(reversed(demand), reversed(signed), strict=True):
-        key = (sig, profile.name)
-        if key not in later:
-            after = ordered[ordered.index(profile) + 1 :]
-            later[key] = [
-                p for p in reversed(after) if p.name not in closed and _fits(sig, *profile_sigs[p.name])
-            ]
-        fitting = later[key]
-        best = next((p for p in fitting if 0 < given[p.name] < room[p.name]), profile) if fitting else profile
+    for i, job, profile in reversed(demand):
+        sig = sig_of[i]
+        if sig not in later:
+            later[sig] = [p for p in reversed(fitting[sig][1:]) if p.name not in closed]
+        candidates = later[sig]
+        best = (
+            next((p for p in candidates if 0 < given[p.name] < room[p.name]), profile)
+            if candidates
+            else profile
+        )
         given[best.name] += 1
         out.append((i, job, best))
     out.reverse()
@@ -457,10 +466,9 @@ def _as_gocd_hands_out(
 
 def _cover_with_in_flight(
     demand: list[_Demand],
-    signed: list[_Signed],
+    sig_of: Mapping[int, _JobSig],
+    fitting: Mapping[_JobSig, list[Profile]],
     in_flight: Counter[str],
-    ordered: list[Profile],
-    profile_sigs: Mapping[str, Signature],
 ) -> tuple[list[_Said], list[_Demand]]:
     """Step 4: each profile's launches in flight will take its oldest jobs: ``agent-starting``.
     Launches in flight that none of their profile's jobs needs any more (a job took an idle
@@ -468,24 +476,23 @@ def _cover_with_in_flight(
     out. Returns their reasons and the jobs left, which need an agent launched."""
     starting = Counter(in_flight)
     said: list[_Said] = []
-    left: list[tuple[_Demand, _JobSig]] = []
-    for (i, job, profile), (_, _, sig) in zip(demand, signed, strict=True):
+    left: list[_Demand] = []
+    for i, job, profile in demand:
         if starting[profile.name] > 0:
             starting[profile.name] -= 1
             said.append((i, JobReason(job.locator, "agent-starting", profile.name, "")))
         else:
-            left.append(((i, job, profile), sig))
+            left.append((i, job, profile))
+    spare = sum(starting.values())
     needing: list[_Demand] = []
-    spares = [p for p in ordered if starting[p.name] > 0]
-    for (i, job, profile), sig in left:
-        spare = next((p for p in spares if _fits(sig, *profile_sigs[p.name])), None) if spares else None
-        if spare is None:
+    for i, job, profile in left:
+        taker = next((p for p in fitting[sig_of[i]] if starting[p.name] > 0), None) if spare else None
+        if taker is None:
             needing.append((i, job, profile))
             continue
-        starting[spare.name] -= 1
-        if not starting[spare.name]:
-            spares.remove(spare)
-        said.append((i, JobReason(job.locator, "agent-starting", spare.name, "")))
+        starting[taker.name] -= 1
+        spare -= 1
+        said.append((i, JobReason(job.locator, "agent-starting", taker.name, "")))
     return said, needing
 
 
@@ -718,9 +725,11 @@ def _steps_1_to_4(
     by signature, the demand by profile and what is left of it."""
     not_ours, waiting = _not_ours(list(enumerate(backlog.jobs)), backlog.agents, fleet.by_uuid)
     idle, signed, taken_idle = _take_idle_agents(waiting, backlog.agents, fleet.leaving_hosts)
-    ordered, profile_sigs = _choice_order(profiles), _profile_signatures(profiles, undefined)
-    unmatched, signed, demand = _choose_profile(signed, ordered, profile_sigs, fleet)
-    starting, needing = _cover_with_in_flight(demand, signed, fleet.in_flight, ordered, profile_sigs)
+    fitting = _fitting_profiles(signed, _choice_order(profiles), _profile_signatures(profiles, undefined))
+    sig_of = {i: sig for i, _, sig in signed}
+    unmatched, chosen = _choose_profile(signed, fitting)
+    demand = _as_gocd_hands_out(chosen, sig_of, fitting, fleet)
+    starting, needing = _cover_with_in_flight(demand, sig_of, fitting, fleet.in_flight)
     return not_ours, idle, taken_idle, unmatched, demand, starting, needing
 
 
